@@ -1,0 +1,43 @@
+"""ray_assets: Dagster software-defined assets that run as Ray Data streaming pipelines.
+
+Each asset's output is a lazy `ray.data.Dataset` that is streamed into a partitioned Delta
+table in one atomic commit per materialization, and loaded back lazily, partition by
+partition, for the assets downstream. Importing this package does not import Ray or
+deltalake; they load when a resource starts or a table is touched.
+"""
+
+from ray_assets.asset import ray_asset
+from ray_assets.errors import (
+    CommitError,
+    PartitionColumnError,
+    PartitionKeyError,
+    PipelineFailedError,
+    RayAssetsError,
+    SchemaMismatchError,
+    StrayPartitionValuesError,
+    UnsupportedTableError,
+)
+from ray_assets.io_manager import DeltaIOManager
+from ray_assets.partition_slice import PartitionSlice
+from ray_assets.ray_resource import RayResource
+from ray_assets.storage import DeltaStore, PartitionWriteStats, WriteResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CommitError",
+    "DeltaIOManager",
+    "DeltaStore",
+    "PartitionColumnError",
+    "PartitionKeyError",
+    "PartitionSlice",
+    "PartitionWriteStats",
+    "PipelineFailedError",
+    "RayAssetsError",
+    "RayResource",
+    "SchemaMismatchError",
+    "StrayPartitionValuesError",
+    "UnsupportedTableError",
+    "WriteResult",
+    "ray_asset",
+]

@@ -1,0 +1,67 @@
+"""The few private imports and internal hooks ray_assets needs, in one place.
+
+Each entry says why it exists and since which version it is known to work, so an upgrade of
+Dagster or Ray has one file to check.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ray.data
+
+# dagster 1.13: the run tags of a single-run backfill. `materialize()` takes no partition range
+# (dagster#14905), so tests and the demo pass these tags, exactly as the backfill daemon does.
+from dagster._core.storage.tags import (  # noqa: E402
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+__all__ = [
+    "ASSET_PARTITION_RANGE_END_TAG",
+    "ASSET_PARTITION_RANGE_START_TAG",
+    "bound_task_retries",
+    "resource_param_names",
+]
+
+
+def bound_task_retries(dataset: ray.data.Dataset, max_retries: int) -> None:
+    """Cap Ray's retries of crashed tasks and actors for every operator of `dataset`.
+
+    Ray Data 2.60 starts every task with `max_retries=-1` and every actor pool with
+    `max_restarts=-1` (`ray/data/_internal/remote_fn.py`, `actor_pool_map_operator.py`): a
+    record that kills its worker each time loops forever. DataContext has no knob for it, so
+    we set the remote args on the logical operators, the same value on all of them so that
+    operator fusion (which compares remote args) is unchanged. An operator whose user already
+    chose a value keeps it.
+    """
+    from ray.data import ActorPoolStrategy
+
+    seen: set[int] = set()
+    stack = [dataset._logical_plan.dag]
+    while stack:
+        op = stack.pop()
+        if id(op) in seen:
+            continue
+        seen.add(id(op))
+        stack.extend(getattr(op, "input_dependencies", []) or [])
+        remote_args = getattr(op, "ray_remote_args", None)
+        if not isinstance(remote_args, dict):
+            continue
+        if isinstance(getattr(op, "compute", None), ActorPoolStrategy):
+            remote_args.setdefault("max_restarts", max_retries)
+            remote_args.setdefault("max_task_retries", max_retries)
+        else:
+            remote_args.setdefault("max_retries", max_retries)
+
+
+def resource_param_names(fn: Any) -> list[str]:
+    """Names of the parameters of an asset function that ask Dagster for a resource.
+
+    Dagster decides this in `dagster._core.definitions.resource_annotation.get_resource_args`
+    (1.13); we reuse its rule so `ray_asset` can turn such parameters into resource keys.
+    """
+    from dagster._core.definitions.resource_annotation import get_resource_args
+
+    return [param.name for param in get_resource_args(fn)]

@@ -1,0 +1,39 @@
+"""Errors that say what failed, where (asset, partitions, table) and why.
+
+Every error raised by ray_assets derives from `RayAssetsError`, so a caller can tell our
+verdicts (bad key, stray rows, schema drift) from the failures of the libraries below us.
+"""
+
+from __future__ import annotations
+
+
+class RayAssetsError(Exception):
+    """Base class of every error ray_assets raises on purpose."""
+
+
+class PartitionKeyError(RayAssetsError, ValueError):
+    """A partition key is not a member of the asset's partitions definition."""
+
+
+class PartitionColumnError(RayAssetsError, ValueError):
+    """The partition column configuration does not fit the partitions definition or the table."""
+
+
+class StrayPartitionValuesError(RayAssetsError):
+    """Rows carry partition values outside the run's slice; committing them would touch neighbours."""
+
+
+class SchemaMismatchError(RayAssetsError):
+    """The data's schema differs from the table's schema."""
+
+
+class PipelineFailedError(RayAssetsError):
+    """The Ray pipeline of a materialization failed before anything was committed."""
+
+
+class CommitError(RayAssetsError):
+    """The Delta commit could not be made; the table is still at its previous version."""
+
+
+class UnsupportedTableError(RayAssetsError):
+    """The Delta table uses a feature this reader does not handle (deletion vectors, column mapping)."""

@@ -1,0 +1,54 @@
+"""A write's statistics as Dagster metadata, under the standard `dagster/*` keys the UI shows.
+
+`dagster/row_count` is the table's row count after the commit (Dagster's meaning of the key);
+`dagster/partition_row_count` is one partition's, attached to that partition's event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+import pyarrow as pa
+
+from ray_assets.storage.delta_store import PartitionWriteStats, WriteResult
+
+
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name=field.name, type=str(field.type)) for field in schema]
+    )
+
+
+def materialization_metadata(result: WriteResult, asset_key: dg.AssetKey) -> dict[str, object]:
+    """Metadata of the whole write (every partition's event of a range run carries it)."""
+    metadata: dict[str, object] = {
+        **dg.TableMetadataSet(
+            row_count=result.table_row_count,
+            column_schema=column_schema(result.schema),
+            table_name=".".join(asset_key.path),
+        ),
+        **dg.UriMetadataSet(uri=result.table_uri),
+        "dagster/storage_kind": "deltalake",
+        "delta/table_version": result.table_version,
+        "delta/committed": result.committed,
+        "rows_written": result.rows_written,
+        "files_written": result.files_written,
+        "bytes_written": result.bytes_written,
+        "write_duration_s": round(result.duration_s, 3),
+        "rows_per_second": round(result.rows_per_second, 1),
+    }
+    return metadata
+
+
+def partition_metadata(stats: PartitionWriteStats) -> dict[str, object]:
+    """Metadata of one partition of the write."""
+    return {
+        **dg.TableMetadataSet(partition_row_count=stats.rows),
+        "partition_files": stats.files,
+        "partition_bytes": stats.bytes,
+    }
+
+
+def partition_row_counts(result: WriteResult, keys: Sequence[str]) -> dict[str, int]:
+    return {key: result.partitions[key].rows for key in keys if key in result.partitions}

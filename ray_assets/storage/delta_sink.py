@@ -1,0 +1,171 @@
+"""The worker half of a Delta write: Ray tasks write Hive-layout Parquet files and describe them.
+
+It is imported only when a write runs, so `import ray_assets` does not import Ray.
+This follows the shape of Ray's own `Datasink`: each task writes its files and returns a small
+report; the driver (`DeltaStore`) makes the one decision, the commit. Unlike Ray's
+`write_delta`, the task checks every row's partition value against the run's slice and the
+schema against the table's, so a stray row or a drifted column is found while the data streams
+by, not after a commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from ray.data.block import BlockAccessor  # noqa: TID253 (imported lazily by DeltaStore.write)
+from ray.data.datasource.datasink import Datasink  # noqa: TID253
+
+from ray_assets.errors import PartitionColumnError, SchemaMismatchError
+from ray_assets.partition_slice import canonical_partition_strings
+from ray_assets.storage.arrow_schema import delta_schema, schema_diff, to_delta_types
+from ray_assets.storage.file_stats import FileStats, TaskWriteReport, column_statistics
+from ray_assets.storage.filesystem import resolve_filesystem
+
+if TYPE_CHECKING:
+    from ray.data.datasource.datasink import WriteResult
+
+_SEPARATOR = "\x1f"  # Dagster refuses control characters in partition keys
+
+
+def partition_directory(columns: Iterable[str], values: Iterable[str]) -> str:
+    """Hive directory of one partition: `col=value/...`, each value percent-encoded.
+
+    Encoding `/` keeps every partition inside the table root, whatever the key holds.
+    """
+    return "/".join(
+        f"{column}={quote(value, safe='-_.')}" for column, value in zip(columns, values, strict=True)
+    )
+
+
+class DeltaFilesSink(Datasink):
+    """Writes a dataset as data files of one Delta table, without committing them."""
+
+    def __init__(
+        self,
+        *,
+        table_uri: str,
+        storage_options: Mapping[str, str] | None,
+        partition_columns: tuple[str, ...],
+        allowed_values: frozenset[tuple[str, ...]] | None,
+        expected_schema: pa.Schema | None,
+        write_uuid: str,
+        compression: str = "snappy",
+    ) -> None:
+        self._table_uri = table_uri
+        self._storage_options = dict(storage_options or {})
+        self._partition_columns = partition_columns
+        self._allowed_values = allowed_values
+        self._expected_schema = expected_schema
+        self._write_uuid = write_uuid
+        self._compression = compression
+        self.reports: list[TaskWriteReport] = []
+
+    def get_name(self) -> str:
+        return "DeltaFiles"
+
+    # ------------------------------------------------------------------ worker side
+    def write(self, blocks: Iterable[Any], ctx: Any) -> TaskWriteReport:
+        filesystem, root = resolve_filesystem(self._table_uri, self._storage_options)
+        report = TaskWriteReport()
+        for block_index, block in enumerate(blocks):
+            table = BlockAccessor.for_block(block).to_arrow()
+            schema = self._checked_schema(table.schema, report.schema)
+            report.schema = schema
+            if table.num_rows == 0:
+                continue
+            table = to_delta_types(table, schema)
+            name = f"part-{self._write_uuid}-{ctx.task_idx:05d}-{block_index:05d}.parquet"
+            if not self._partition_columns:
+                report.files.append(self._write_file(filesystem, root, table, {}, name))
+                continue
+            for values, rows in self._split_by_partition(table, report):
+                partition_values = dict(zip(self._partition_columns, values, strict=True))
+                report.files.append(
+                    self._write_file(filesystem, root, rows, partition_values, name)
+                )
+        return report
+
+    def _checked_schema(self, schema: pa.Schema, seen: pa.Schema | None) -> pa.Schema:
+        normalized = delta_schema(schema)
+        missing = [c for c in self._partition_columns if c not in normalized.names]
+        if missing:
+            raise PartitionColumnError(
+                f"the data has no partition column {missing}; its columns are {normalized.names}"
+            )
+        reference = self._expected_schema or seen
+        if reference is None:
+            return normalized
+        diff = schema_diff(reference, normalized)
+        if diff:
+            against = "the table" if self._expected_schema is not None else "earlier blocks"
+            raise SchemaMismatchError(
+                f"the data's schema differs from {against}, column by column:\n" + "\n".join(diff)
+            )
+        return reference
+
+    def _split_by_partition(
+        self, table: pa.Table, report: TaskWriteReport
+    ) -> Iterable[tuple[tuple[str, ...], pa.Table]]:
+        texts = []
+        for column in self._partition_columns:
+            try:
+                texts.append(canonical_partition_strings(table.column(column)))
+            except PartitionColumnError as error:
+                raise PartitionColumnError(f"partition column '{column}': {error}") from None
+        combined = (
+            texts[0]
+            if len(texts) == 1
+            else pc.binary_join_element_wise(*texts, _SEPARATOR)
+        )
+        if combined.null_count:
+            null_key = (None,) * len(self._partition_columns)
+            report.stray_counts[null_key] = report.stray_counts.get(null_key, 0) + combined.null_count
+        for value in combined.unique().to_pylist():
+            if value is None:
+                continue
+            values = tuple(value.split(_SEPARATOR)) if len(texts) > 1 else (value,)
+            mask = pc.equal(combined, value)
+            if self._allowed_values is not None and values not in self._allowed_values:
+                count = pc.sum(mask).as_py()
+                report.stray_counts[values] = report.stray_counts.get(values, 0) + count
+                continue
+            yield values, table.filter(mask)
+
+    def _write_file(
+        self,
+        filesystem: Any,
+        root: str,
+        table: pa.Table,
+        partition_values: dict[str, str],
+        name: str,
+    ) -> FileStats:
+        data = table.drop_columns(list(partition_values)) if partition_values else table
+        directory = partition_directory(partition_values, partition_values.values())
+        relative = f"{directory}/{name}" if directory else name
+        path = f"{root}/{relative}"
+        filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        pq.write_table(data, path, filesystem=filesystem, compression=self._compression)
+        null_counts, min_values, max_values = column_statistics(data)
+        return FileStats(
+            path=relative,
+            partition_values=partition_values,
+            num_rows=data.num_rows,
+            size_bytes=filesystem.get_file_info(path).size,
+            null_counts=null_counts,
+            min_values=min_values,
+            max_values=max_values,
+        )
+
+    # ------------------------------------------------------------------ driver side
+    def on_write_complete(self, write_result: WriteResult) -> None:
+        self.reports = [report for report in write_result.write_returns if report is not None]
+
+
+def modification_time_ms() -> int:
+    return int(time.time() * 1000)

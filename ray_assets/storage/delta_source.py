@@ -1,0 +1,128 @@
+"""The read half: a Ray datasource over an exact list of a Delta table's data files.
+
+`DeltaStore.read` decides *which* files (one table version, pruned to the slice) on the driver
+from the transaction log; the tasks read them with pyarrow and put the partition columns back
+with the table's types. Listing the files ourselves is what makes pruning exact and testable
+(`Dataset.input_files()` names them), and it keeps deltalake's scanner, which can abort the
+interpreter at exit, out of the process. Imported lazily by `DeltaStore.read`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from ray.data.block import BlockMetadata  # noqa: TID253
+from ray.data.datasource import Datasource, ReadTask  # noqa: TID253
+
+from ray_assets.partition_slice import partition_value_scalar
+from ray_assets.storage.filesystem import resolve_filesystem
+
+_BATCH_ROWS = 128 * 1024
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One data file of a table version, as the log describes it."""
+
+    path: str  # path inside the filesystem of the table
+    partition_values: Mapping[str, str | None]
+    num_rows: int | None
+    size_bytes: int
+
+
+class DeltaFilesDatasource(Datasource):
+    """Reads the given files of one table, projecting `columns` and restoring partition columns."""
+
+    def __init__(
+        self,
+        *,
+        files: Sequence[DataFile],
+        table_schema: pa.Schema,
+        partition_columns: Sequence[str],
+        columns: Sequence[str] | None,
+        table_uri: str,
+        storage_options: Mapping[str, str] | None,
+    ) -> None:
+        super().__init__()
+        self._files = list(files)
+        self._partition_columns = list(partition_columns)
+        wanted = set(columns) if columns is not None else set(table_schema.names)
+        wanted.update(self._partition_columns)
+        self.output_schema = pa.schema([f for f in table_schema if f.name in wanted])
+        self._data_columns = [n for n in self.output_schema.names if n not in self._partition_columns]
+        self._table_uri = table_uri
+        self._storage_options = dict(storage_options or {})
+
+    def get_name(self) -> str:
+        return "DeltaTable"
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return sum(file.size_bytes for file in self._files)
+
+    def get_read_tasks(
+        self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
+    ) -> list[ReadTask]:
+        groups = _balanced_groups(self._files, max(1, min(parallelism, len(self._files))))
+        tasks = []
+        for group in groups:
+            rows = [file.num_rows for file in group]
+            metadata = BlockMetadata(
+                num_rows=None if None in rows else sum(rows),  # type: ignore[arg-type]
+                size_bytes=sum(file.size_bytes for file in group),
+                exec_stats=None,
+                input_files=[file.path for file in group],
+            )
+            tasks.append(
+                ReadTask(
+                    lambda group=group: self._read_files(group),
+                    metadata,
+                    schema=self.output_schema,
+                    per_task_row_limit=per_task_row_limit,
+                )
+            )
+        return tasks
+
+    def _read_files(self, files: Sequence[DataFile]) -> Iterator[pa.Table]:
+        filesystem, _ = resolve_filesystem(self._table_uri, self._storage_options)
+        for file in files:
+            with filesystem.open_input_file(file.path) as handle:
+                parquet = pq.ParquetFile(handle)
+                if self._data_columns:
+                    for batch in parquet.iter_batches(
+                        batch_size=_BATCH_ROWS, columns=self._data_columns
+                    ):
+                        yield self._with_partition_columns(
+                            pa.Table.from_batches([batch]), batch.num_rows, file
+                        )
+                else:
+                    for index in range(parquet.num_row_groups):
+                        rows = parquet.metadata.row_group(index).num_rows
+                        yield self._with_partition_columns(pa.table({}), rows, file)
+
+    def _with_partition_columns(self, data: pa.Table, num_rows: int, file: DataFile) -> pa.Table:
+        arrays = []
+        zeros = pa.array(np.zeros(num_rows, dtype=np.int32))
+        for field in self.output_schema:
+            if field.name in self._partition_columns:
+                value = file.partition_values.get(field.name)
+                scalar = None if value is None else partition_value_scalar(value, field.type)
+                arrays.append(pa.array([scalar], field.type).take(zeros))
+            else:
+                arrays.append(data.column(field.name).cast(field.type))
+        return pa.Table.from_arrays(arrays, schema=self.output_schema)
+
+
+def _balanced_groups(files: Sequence[DataFile], count: int) -> list[list[DataFile]]:
+    """Split files into `count` groups of similar total size (largest first, greedy)."""
+    groups: list[list[DataFile]] = [[] for _ in range(count)]
+    sizes = [0] * count
+    for file in sorted(files, key=lambda f: f.size_bytes, reverse=True):
+        smallest = sizes.index(min(sizes))
+        groups[smallest].append(file)
+        sizes[smallest] += file.size_bytes
+    return [group for group in groups if group]
