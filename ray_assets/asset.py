@@ -88,7 +88,9 @@ def ray_asset(
         definition_metadata = dict(metadata or {})
         if partition_column is not None:
             definition_metadata["partition_expr"] = (
-                dict(partition_column) if isinstance(partition_column, Mapping) else partition_column
+                dict(partition_column)
+                if isinstance(partition_column, Mapping)
+                else partition_column
             )
         policy = backfill_policy
         if policy is None and partitions_def is not None:
@@ -112,7 +114,9 @@ def ray_asset(
 
 
 def _check_partition_column(
-    name: str, partitions_def: dg.PartitionsDefinition | None, partition_column: PartitionColumn | None
+    name: str,
+    partitions_def: dg.PartitionsDefinition | None,
+    partition_column: PartitionColumn | None,
 ) -> None:
     """Refuse a missing or ill-shaped partition column when the asset is defined, not when it runs."""
     if partitions_def is None:

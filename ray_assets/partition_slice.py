@@ -292,11 +292,15 @@ def _validate_membership(
 ) -> None:
     for key in keys:
         if not isinstance(key, str) or not key:
-            raise PartitionKeyError(f"Asset '{asset_key}': partition key {key!r} is not a non-empty string.")
+            raise PartitionKeyError(
+                f"Asset '{asset_key}': partition key {key!r} is not a non-empty string."
+            )
         try:
             with dg.partition_loading_context(dynamic_partitions_store=dynamic_partitions_store):
                 member = partitions_def.has_partition_key(key)
-        except Exception as error:  # Dagster raises for malformed multi keys and unknown dynamic sets
+        except (
+            Exception
+        ) as error:  # Dagster raises for malformed multi keys and unknown dynamic sets
             raise PartitionKeyError(
                 f"Asset '{asset_key}': partition key '{key}' is not valid for its "
                 f"{type(partitions_def).__name__}: {error}"
@@ -312,7 +316,9 @@ def _validate_membership(
 def _describe_definition(partitions_def: dg.PartitionsDefinition) -> str:
     if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
         start = partitions_def.start.strftime(partitions_def.fmt)
-        return f" (starts {start}, format '{partitions_def.fmt}', timezone {partitions_def.timezone})"
+        return (
+            f" (starts {start}, format '{partitions_def.fmt}', timezone {partitions_def.timezone})"
+        )
     if isinstance(partitions_def, dg.DynamicPartitionsDefinition):
         return f" (dynamic set '{partitions_def.name}')"
     return ""

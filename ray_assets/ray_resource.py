@@ -45,7 +45,8 @@ class RayResource(dg.ConfigurableResource):
         "/dev/shm's free space and at most 8 GiB.",
     )
     include_dashboard: bool = Field(
-        default=False, description="Start Ray's dashboard with an embedded Ray (needs ray[default])."
+        default=False,
+        description="Start Ray's dashboard with an embedded Ray (needs ray[default]).",
     )
     max_task_retries: int = Field(
         default=3,
@@ -109,7 +110,8 @@ class RayResource(dg.ConfigurableResource):
                     address="local",  # never join a stale `ray_current_cluster` by accident
                     num_cpus=self.num_cpus or os.cpu_count(),
                     num_gpus=self.num_gpus,
-                    object_store_memory=self.object_store_memory_bytes or default_object_store_bytes(),
+                    object_store_memory=self.object_store_memory_bytes
+                    or default_object_store_bytes(),
                     include_dashboard=self.include_dashboard,
                     log_to_driver=True,
                 )

@@ -39,7 +39,8 @@ def partition_directory(columns: Iterable[str], values: Iterable[str]) -> str:
     Encoding `/` keeps every partition inside the table root, whatever the key holds.
     """
     return "/".join(
-        f"{column}={quote(value, safe='-_.')}" for column, value in zip(columns, values, strict=True)
+        f"{column}={quote(value, safe='-_.')}"
+        for column, value in zip(columns, values, strict=True)
     )
 
 
@@ -118,14 +119,12 @@ class DeltaFilesSink(Datasink):
                 texts.append(canonical_partition_strings(table.column(column)))
             except PartitionColumnError as error:
                 raise PartitionColumnError(f"partition column '{column}': {error}") from None
-        combined = (
-            texts[0]
-            if len(texts) == 1
-            else pc.binary_join_element_wise(*texts, _SEPARATOR)
-        )
+        combined = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, _SEPARATOR)
         if combined.null_count:
             null_key = (None,) * len(self._partition_columns)
-            report.stray_counts[null_key] = report.stray_counts.get(null_key, 0) + combined.null_count
+            report.stray_counts[null_key] = (
+                report.stray_counts.get(null_key, 0) + combined.null_count
+            )
         for value in combined.unique().to_pylist():
             if value is None:
                 continue

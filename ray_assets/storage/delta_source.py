@@ -54,7 +54,9 @@ class DeltaFilesDatasource(Datasource):
         wanted = set(columns) if columns is not None else set(table_schema.names)
         wanted.update(self._partition_columns)
         self.output_schema = pa.schema([f for f in table_schema if f.name in wanted])
-        self._data_columns = [n for n in self.output_schema.names if n not in self._partition_columns]
+        self._data_columns = [
+            n for n in self.output_schema.names if n not in self._partition_columns
+        ]
         self._table_uri = table_uri
         self._storage_options = dict(storage_options or {})
 

@@ -112,7 +112,9 @@ class DeltaStore:
         from deltalake.exceptions import TableNotFoundError
 
         try:
-            return DeltaTable(self.table_uri, version=version, storage_options=self.storage_options or None)
+            return DeltaTable(
+                self.table_uri, version=version, storage_options=self.storage_options or None
+            )
         except TableNotFoundError:
             return None
 
@@ -197,7 +199,9 @@ class DeltaStore:
             stats_by_file=files,
         )
 
-    def _check_table_layout(self, table: DeltaTable, partition_slice: PartitionSlice, what: str) -> None:
+    def _check_table_layout(
+        self, table: DeltaTable, partition_slice: PartitionSlice, what: str
+    ) -> None:
         partition_columns = list(table.metadata().partition_columns)
         if partition_columns != list(partition_slice.columns):
             raise PartitionColumnError(
@@ -297,9 +301,7 @@ class DeltaStore:
         return table.version()
 
     def _already_committed(self, table: DeltaTable, app_id: str, started: float) -> WriteResult:
-        info = next(
-            (i for i in table.history() if i.get(f"{_MARKER}.app_id") == app_id), {}
-        )
+        info = next((i for i in table.history() if i.get(f"{_MARKER}.app_id") == app_id), {})
         version = int(info.get("version", table.version()))
         partitions = {
             key: PartitionWriteStats(*values)
@@ -328,7 +330,9 @@ class DeltaStore:
         return int(pc.sum(actions.column("num_records")).as_py() or 0)
 
     # ------------------------------------------------------------------ read
-    def data_files(self, partition_slice: PartitionSlice, version: int | None = None) -> list[DataFile]:
+    def data_files(
+        self, partition_slice: PartitionSlice, version: int | None = None
+    ) -> list[DataFile]:
         """The data files of `partition_slice` at `version` (latest when None)."""
         table = self._readable_table(partition_slice, version)
         return self._files_of(table, partition_slice)
@@ -454,7 +458,9 @@ def _partition_stats(
     counts: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
     for stats in files:
-        key = partition_slice.key_of(tuple(stats.partition_values[c] for c in partition_slice.columns))
+        key = partition_slice.key_of(
+            tuple(stats.partition_values[c] for c in partition_slice.columns)
+        )
         rows[key] += stats.num_rows
         counts[key] += 1
         sizes[key] += stats.size_bytes
@@ -464,7 +470,9 @@ def _partition_stats(
     }
 
 
-def _raise_on_stray_values(reports: Sequence[Any], partition_slice: PartitionSlice, what: str) -> None:
+def _raise_on_stray_values(
+    reports: Sequence[Any], partition_slice: PartitionSlice, what: str
+) -> None:
     strays: Counter[tuple[str | None, ...]] = Counter()
     for report in reports:
         strays.update(report.stray_counts)
@@ -529,7 +537,9 @@ def _find_cause(error: BaseException | None, kind: type[BaseException]) -> BaseE
     return found
 
 
-_EXCEPTION_LINE = re.compile(r"^(?!ray\.)([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): (.*)$")
+_EXCEPTION_LINE = re.compile(
+    r"^(?!ray\.)([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): (.*)$"
+)
 _FRAME_LINE = re.compile(r'^\s*File "(.+)", line (\d+), in (.+)$')
 
 
