@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -56,8 +57,11 @@ def ray_asset(
         parameters = list(signature.parameters.values())
         takes_context = bool(parameters) and parameters[0].name == "context"
         resource_names = resource_param_names(fn)
+        hints = _resolved_hints(fn)
         inputs = [
-            p for p in parameters[1 if takes_context else 0 :] if p.name not in resource_names
+            p.replace(annotation=hints.get(p.name, inspect.Parameter.empty))
+            for p in parameters[1 if takes_context else 0 :]
+            if p.name not in resource_names
         ]
 
         @functools.wraps(fn)
@@ -111,6 +115,31 @@ def ray_asset(
             )(body)
 
     return decorate(compute_fn) if compute_fn is not None else decorate
+
+
+def _resolved_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The function's annotations as objects, resolved in the user's module.
+
+    Under `from __future__ import annotations` they are strings, and Dagster would resolve them
+    in this module (the wrapper's) instead of the user's; an unresolvable one (a name imported
+    under TYPE_CHECKING) is dropped, so the input gets the default load type.
+    """
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - resolve what can be resolved, one by one
+        hints = {}
+        for name, annotation in getattr(fn, "__annotations__", {}).items():
+            try:
+                hints[name] = typing.get_type_hints(
+                    type(
+                        "_",
+                        (),
+                        {"__annotations__": {name: annotation}, "__module__": fn.__module__},
+                    )
+                )[name]
+            except Exception:  # noqa: BLE001
+                continue
+        return hints
 
 
 def _check_partition_column(

@@ -23,12 +23,10 @@ def column_schema(schema: pa.Schema) -> dg.TableSchema:
 def materialization_metadata(result: WriteResult, asset_key: dg.AssetKey) -> dict[str, object]:
     """Metadata of the whole write (every partition's event of a range run carries it)."""
     metadata: dict[str, object] = {
-        **dg.TableMetadataSet(
-            row_count=result.table_row_count,
-            column_schema=column_schema(result.schema),
-            table_name=".".join(asset_key.path),
-        ),
-        **dg.UriMetadataSet(uri=result.table_uri),
+        "dagster/row_count": result.table_row_count,
+        "dagster/column_schema": column_schema(result.schema),
+        "dagster/table_name": ".".join(asset_key.path),
+        "dagster/uri": dg.MetadataValue.text(result.table_uri),
         "dagster/storage_kind": "deltalake",
         "delta/table_version": result.table_version,
         "delta/committed": result.committed,
@@ -44,7 +42,7 @@ def materialization_metadata(result: WriteResult, asset_key: dg.AssetKey) -> dic
 def partition_metadata(stats: PartitionWriteStats) -> dict[str, object]:
     """Metadata of one partition of the write."""
     return {
-        **dg.TableMetadataSet(partition_row_count=stats.rows),
+        "dagster/partition_row_count": stats.rows,
         "partition_files": stats.files,
         "partition_bytes": stats.bytes,
     }

@@ -352,6 +352,7 @@ class DeltaStore:
         import ray.data
         from ray.data.context import DataContext
 
+        from ray_assets._compat import bound_task_retries
         from ray_assets.storage.delta_source import DeltaFilesDatasource
 
         table = self._readable_table(partition_slice, version)
@@ -376,7 +377,9 @@ class DeltaStore:
         max_retries = DataContext.get_current().get_config(
             "ray_assets.max_task_retries", DEFAULT_MAX_TASK_RETRIES
         )
-        return ray.data.read_datasource(datasource, ray_remote_args={"max_retries": max_retries})
+        dataset = ray.data.read_datasource(datasource)
+        bound_task_retries(dataset, max_retries)
+        return dataset
 
     def _readable_table(self, partition_slice: PartitionSlice, version: int | None) -> DeltaTable:
         table = self.open_table(version)
