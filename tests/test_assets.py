@@ -282,7 +282,7 @@ def test_multi_partitions_use_one_column_per_dimension(ray_session, tmp_path) ->
             parts = (
                 key.keys_by_dimension
                 if hasattr(key, "keys_by_dimension")
-                else dict(zip(["date", "region"], key.split("|")))
+                else dict(zip(["date", "region"], key.split("|"), strict=True))
             )
             rows += [
                 {"order_date": parts["date"], "region": parts["region"], "n": i} for i in range(3)
