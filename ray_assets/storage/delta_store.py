@@ -566,4 +566,11 @@ def _short(error: BaseException | None) -> str:
             where = f" (in {frame.group(3)}, {frame.group(1)}:{frame.group(2)})" if frame else ""
             return f"{match.group(1)}: {match.group(2)}{where}"[:2000]
     text = [line for line in lines if line.strip()]
-    return f"{type(error).__name__}: {text[-1] if text else ''}"[:2000]
+    message = f"{type(error).__name__}: {text[0] if text else ''}"
+    if "made no progress" in message:
+        message += (
+            " A stage may ask for more CPUs or GPUs than the cluster has, or an actor pool may "
+            "hold every CPU so the read stage never runs; if the pipeline is legitimately this "
+            "slow, raise RayResource.no_progress_timeout_s."
+        )
+    return message[:2000]

@@ -1,0 +1,100 @@
+"""RayResource: one Ray per process, shut down only by its starter, and safe Ray Data settings."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ray_assets import DeltaStore, PartitionSlice, PipelineFailedError, RayResource
+
+
+def test_reuses_the_running_ray_and_leaves_it_running(ray_session, tmp_path) -> None:
+    import ray
+
+    seen = {}
+
+    @dg.asset
+    def probe(context: dg.AssetExecutionContext, ray_resource: RayResource) -> None:
+        seen["address"] = ray.get_runtime_context().gcs_address
+
+    assert dg.materialize([probe], resources={"ray_resource": RayResource()}).success
+    assert seen["address"] == ray_session
+    assert ray.is_initialized()
+
+
+def test_data_context_is_bounded_and_strict(ray_session) -> None:
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    before = (context.execution_no_progress_timeout_s, context.get_config("ray_assets.max_task_retries"))
+    try:
+        RayResource(max_task_retries=1, no_progress_timeout_s=42).configure_data_context()
+        assert context.max_errored_blocks == 0
+        assert context.execution_no_progress_timeout_s == 42
+        assert context.get_config("ray_assets.max_task_retries") == 1
+    finally:
+        context.execution_no_progress_timeout_s = before[0]
+        context.set_config("ray_assets.max_task_retries", before[1])
+
+
+def test_a_stalled_pipeline_fails_with_a_clear_message(ray_session, tmp_path) -> None:
+    import ray.data
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    before = context.execution_no_progress_timeout_s
+    RayResource(no_progress_timeout_s=3).configure_data_context()
+    try:
+        # asks for more CPUs than the cluster has: no task can ever start
+        stuck = ray.data.range(10).map_batches(lambda b: b, num_cpus=3)
+        with pytest.raises(PipelineFailedError, match="made no progress for at least 3s"):
+            DeltaStore(str(tmp_path / "t")).write(stuck, PartitionSlice.unpartitioned("stuck"))
+    finally:
+        context.execution_no_progress_timeout_s = before
+
+
+def test_ray_client_addresses_are_refused_when_configured() -> None:
+    with pytest.raises(Exception, match="Ray Client addresses"):
+        RayResource(address="ray://head:10001")
+
+
+def test_infinite_retries_are_refused() -> None:
+    with pytest.raises(Exception, match="max_task_retries must be 0 or more"):
+        RayResource(max_task_retries=-1)
+
+
+EMBEDDED = textwrap.dedent(
+    """
+    import dagster as dg, ray
+    from ray_assets import RayResource
+
+    inside = {}
+
+    @dg.asset
+    def probe(context: dg.AssetExecutionContext, ray_resource: RayResource) -> None:
+        inside["up"] = ray.is_initialized()
+        inside["cpus"] = ray.cluster_resources().get("CPU")
+
+    result = dg.materialize([probe], resources={"ray_resource": RayResource(
+        num_cpus=1, object_store_memory_bytes=100 * 1024**2)})
+    print("RESULT", result.success, inside["up"], inside["cpus"], ray.is_initialized())
+    """
+)
+
+
+def test_embedded_ray_is_started_for_the_run_and_shut_down_after(tmp_path) -> None:
+    script = tmp_path / "embedded.py"
+    script.write_text(EMBEDDED)
+    completed = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "RESULT True True 1.0 False" in completed.stdout
+    assert "Ray (embedded) is up" in completed.stderr
