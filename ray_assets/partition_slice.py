@@ -35,13 +35,16 @@ class PartitionSlice:
     `keys` are Dagster partition keys (`None` for an unpartitioned asset: the whole table);
     `values[i]` is the tuple of partition-column values of `keys[i]`, one per column in
     `columns`. A partition column holds the key as written (`"2024-01-03"`); a `date` column
-    holds the same text as a date, and an integer column the key's digits.
+    holds the same text as a date, an integer column the key's digits, and a time-zone-aware
+    `timestamp` column the start of the key's time window.
     """
 
     asset_key: str
     columns: tuple[str, ...]
     keys: tuple[str, ...] | None
     values: tuple[tuple[str, ...], ...]
+    window_starts: tuple[tuple[dt.datetime | None, ...], ...] = ()
+    """Per key and column, the start of the key's time window (None for non-time dimensions)."""
 
     # ---------------------------------------------------------------- constructors
     @classmethod
@@ -86,7 +89,16 @@ class PartitionSlice:
                 ordered_keys.append(key)
         _validate_membership(partitions_def, ordered_keys, asset_key, dynamic_partitions_store)
         values = tuple(_values_of_key(partitions_def, key, dimensions) for key in ordered_keys)
-        return cls(asset_key=asset_key, columns=columns, keys=tuple(ordered_keys), values=values)
+        starts = tuple(
+            _window_starts_of_key(partitions_def, key, dimensions) for key in ordered_keys
+        )
+        return cls(
+            asset_key=asset_key,
+            columns=columns,
+            keys=tuple(ordered_keys),
+            values=values,
+            window_starts=starts,
+        )
 
     @classmethod
     def from_key_range(
@@ -139,6 +151,23 @@ class PartitionSlice:
     def value_set(self) -> frozenset[tuple[str, ...]]:
         return frozenset(self.values)
 
+    def stored_values(self, column_types: Mapping[str, pa.DataType]) -> tuple[tuple[str, ...], ...]:
+        """Per key, the partition values as Delta stores them in columns of `column_types`.
+
+        The key text itself, except in a timestamp column: there, the UTC start of the key's
+        time window (`"2024-11-03 05:00:00.000000"`), which is how Delta writes timestamps.
+        """
+        stored = []
+        for index, value in enumerate(self.values):
+            starts = self.window_starts[index] if self.window_starts else (None,) * len(value)
+            stored.append(
+                tuple(
+                    _stored_text(text, start, column_types.get(column), column, self.asset_key)
+                    for column, text, start in zip(self.columns, value, starts, strict=True)
+                )
+            )
+        return tuple(stored)
+
     def key_of(self, values: tuple[str, ...]) -> str:
         """The Dagster partition key whose partition values are `values`."""
         return dict(zip(self.values, self.keys or (), strict=True))[values]
@@ -175,7 +204,9 @@ class PartitionSlice:
         return digest.hexdigest()[:16]
 
     # ---------------------------------------------------------------- filters
-    def delta_partition_filters(self) -> list[tuple[str, str, list[str]]] | None:
+    def delta_partition_filters(
+        self, column_types: Mapping[str, pa.DataType] | None = None
+    ) -> list[tuple[str, str, list[str]]] | None:
         """Structured Delta partition filters (tuples) selecting exactly this slice.
 
         `None` for an unpartitioned slice (the whole table). A multi-dimensional slice must be
@@ -190,7 +221,11 @@ class PartitionSlice:
                 f"{list(self.columns)}, so they cannot be replaced in one Delta commit. "
                 "Materialize them in runs whose keys form a rectangle (a key range does)."
             )
-        return [(column, "in", self.column_values(column)) for column in self.columns]
+        stored = self.stored_values(column_types or {})
+        return [
+            (column, "in", list(dict.fromkeys(value[index] for value in stored)))
+            for index, column in enumerate(self.columns)
+        ]
 
     def to_pyarrow_expression(self, schema: pa.Schema | None = None) -> pc.Expression | None:
         """Arrow filter expression selecting exactly this slice's rows.
@@ -204,10 +239,18 @@ class PartitionSlice:
             return pc.scalar(False)
 
         def typed(column: str, values: Sequence[str]) -> pa.Array:
-            array = pa.array(list(values), pa.string())
-            if schema is not None and schema.field(column).type != pa.string():
-                array = array.cast(schema.field(column).type)
-            return array
+            kind = schema.field(column).type if schema is not None else pa.string()
+            if pa.types.is_timestamp(kind):
+                index = self.columns.index(column)
+                starts = dict(
+                    zip(
+                        (v[index] for v in self.values),
+                        (w[index] for w in self.window_starts),
+                        strict=True,
+                    )
+                )
+                return pa.array([starts[v] for v in values], kind)
+            return pa.array(list(values), pa.string()).cast(kind)
 
         if self.is_rectangular():
             expression = None
@@ -333,6 +376,51 @@ def _values_of_key(
     return (key,)
 
 
+def _window_starts_of_key(
+    partitions_def: dg.PartitionsDefinition, key: str, dimensions: tuple[str, ...]
+) -> tuple[dt.datetime | None, ...]:
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        by_dimension = partitions_def.get_partition_key_from_str(key).keys_by_dimension
+        starts = []
+        for dimension in dimensions:
+            definition = partitions_def.get_partitions_def_for_dimension(dimension)
+            starts.append(
+                definition.time_window_for_partition_key(by_dimension[dimension]).start
+                if isinstance(definition, dg.TimeWindowPartitionsDefinition)
+                else None
+            )
+        return tuple(starts)
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        return (partitions_def.time_window_for_partition_key(key).start,)
+    return (None,)
+
+
+TIMESTAMP_TEXT = "%Y-%m-%d %H:%M:%S.%f"
+"""How Delta writes a timestamp partition value: UTC, microseconds."""
+
+
+def _stored_text(
+    text: str,
+    window_start: dt.datetime | None,
+    kind: pa.DataType | None,
+    column: str,
+    asset_key: str,
+) -> str:
+    if kind is None or not pa.types.is_timestamp(kind):
+        return text
+    if kind.tz is None:
+        raise PartitionColumnError(
+            f"Asset '{asset_key}': partition column '{column}' is a timestamp without time zone; "
+            "a partition key maps exactly only to a time-zone-aware timestamp (or use a string column)."
+        )
+    if window_start is None:
+        raise PartitionColumnError(
+            f"Asset '{asset_key}': partition column '{column}' is a timestamp, but its partition "
+            "dimension is not a time window, so its keys do not map to instants."
+        )
+    return window_start.astimezone(dt.timezone.utc).strftime(TIMESTAMP_TEXT)
+
+
 def canonical_partition_strings(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Text of each row's partition value, as it is compared with partition keys.
 
@@ -347,9 +435,12 @@ def canonical_partition_strings(array: pa.Array | pa.ChunkedArray) -> pa.Array |
         return array.cast(pa.string())
     if pa.types.is_date32(kind) or pa.types.is_date64(kind) or pa.types.is_integer(kind):
         return array.cast(pa.string())
+    if pa.types.is_timestamp(kind) and kind.tz is not None:
+        utc = array.cast(pa.timestamp("us", tz="UTC"))
+        return pc.strftime(utc, format=TIMESTAMP_TEXT.replace(".%f", ""))  # %S has the micros
     raise PartitionColumnError(
         f"a partition column of type {kind} cannot hold partition keys exactly; use a string, "
-        "date or integer column"
+        "date, integer or time-zone-aware timestamp column"
     )
 
 
@@ -359,4 +450,17 @@ def partition_value_scalar(value: str, kind: pa.DataType) -> Any:
         return value
     if pa.types.is_date32(kind) or pa.types.is_date64(kind):
         return dt.date.fromisoformat(value)
+    if pa.types.is_timestamp(kind):
+        return dt.datetime.strptime(value, TIMESTAMP_TEXT).replace(tzinfo=dt.timezone.utc)
     return pa.array([value]).cast(kind)[0].as_py()
+
+
+def partition_text(value: Any) -> str | None:
+    """The text of a typed partition value as read from the Delta log (inverse of the above)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).strftime(TIMESTAMP_TEXT)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)

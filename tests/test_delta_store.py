@@ -378,3 +378,44 @@ def test_unpartitioned_table_is_replaced_whole(ray_session, tmp_path) -> None:
     result = store.write(ray.data.range(4).map(lambda r: {"customer_id": r["id"]}), whole)
     assert result.table_version == 1 and result.table_row_count == 4
     assert delta_log_rows(tmp_path / "customers") == {"": 4}
+
+
+def test_timestamp_partition_column_holds_each_window_start(ray_session, tmp_path) -> None:
+    import ray.data
+
+    hourly = dg.HourlyPartitionsDefinition(
+        start_date="2024-11-03-00:00", timezone="America/New_York"
+    )
+    keys = ["2024-11-03-01:00", "2024-11-03-01:00-0500"]  # the hour that happens twice
+    sliced = PartitionSlice.from_keys(hourly, keys, "hour", asset_key="clicks")
+    starts = [hourly.time_window_for_partition_key(k).start for k in keys]
+    kind = pa.timestamp("us", tz="America/New_York")
+    store = DeltaStore(str(tmp_path / "clicks"))
+    result = store.write(
+        ray.data.from_arrow(pa.table({"hour": pa.array(starts * 3, kind), "v": range(6)})), sliced
+    )
+    assert {k: p.rows for k, p in result.partitions.items()} == {keys[0]: 3, keys[1]: 3}
+    assert delta_log_rows(tmp_path / "clicks") == {
+        "2024-11-03 05:00:00+00:00": 3,  # 01:00 EDT
+        "2024-11-03 06:00:00+00:00": 3,  # 01:00 EST
+    }
+    back = store.read(PartitionSlice.from_keys(hourly, [keys[1]], "hour", asset_key="clicks"))
+    assert [r["v"] for r in back.take_all()] == [1, 3, 5]
+    assert (
+        back.take_all()[0]["hour"].timestamp() == starts[1].timestamp()
+    )  # PEP 495: compare instants
+    half_past = starts[0] + dt.timedelta(minutes=30)
+    with pytest.raises(StrayPartitionValuesError, match="2024-11-03 05:30:00.000000: 1 row"):
+        store.write(
+            ray.data.from_arrow(pa.table({"hour": pa.array([half_past], kind), "v": [9]})), sliced
+        )
+
+
+def test_naive_timestamp_partition_column_is_refused(ray_session, tmp_path) -> None:
+    import ray.data
+
+    hourly = dg.HourlyPartitionsDefinition(start_date="2024-01-01-00:00")
+    sliced = PartitionSlice.from_keys(hourly, ["2024-01-01-05:00"], "hour", asset_key="clicks")
+    naive = pa.table({"hour": pa.array([dt.datetime(2024, 1, 1, 5)], pa.timestamp("us")), "v": [1]})
+    with pytest.raises(PartitionColumnError, match="time-zone-aware timestamp"):
+        DeltaStore(str(tmp_path / "clicks")).write(ray.data.from_arrow(naive), sliced)

@@ -214,3 +214,28 @@ def test_fingerprint_depends_on_values_not_order() -> None:
     b = PartitionSlice.from_keys(DAILY, ["2024-01-02", "2024-01-01"], "d", asset_key="t")
     c = PartitionSlice.from_keys(DAILY, ["2024-01-01"], "d", asset_key="t")
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_timestamp_columns_store_the_utc_window_start() -> None:
+    hourly = dg.HourlyPartitionsDefinition(
+        start_date="2024-11-03-00:00", timezone="America/New_York"
+    )
+    keys = ["2024-11-03-01:00", "2024-11-03-01:00-0500"]
+    sliced = PartitionSlice.from_keys(hourly, keys, "hour", asset_key="clicks")
+    kind = pa.timestamp("us", tz="UTC")
+    assert sliced.stored_values({"hour": kind}) == (
+        ("2024-11-03 05:00:00.000000",),
+        ("2024-11-03 06:00:00.000000",),
+    )
+    assert sliced.delta_partition_filters({"hour": kind}) == [
+        ("hour", "in", ["2024-11-03 05:00:00.000000", "2024-11-03 06:00:00.000000"])
+    ]
+    instants = [dt.datetime(2024, 11, 3, h, tzinfo=dt.timezone.utc) for h in (5, 6, 7)]
+    table = pa.table({"hour": pa.array(instants, kind)})
+    kept = table.filter(sliced.to_pyarrow_expression(table.schema))
+    assert kept["hour"].to_pylist() == instants[:2]
+    static = PartitionSlice.from_keys(
+        dg.StaticPartitionsDefinition(["a"]), ["a"], "k", asset_key="t"
+    )
+    with pytest.raises(PartitionColumnError, match="not a time window"):
+        static.stored_values({"k": kind})

@@ -1,6 +1,7 @@
 """Arrow types as Delta stores them, and the column-by-column diff of two schemas.
 
-Delta has no 64-bit-offset strings, no unsigned integers and only microsecond timestamps.
+Delta has no 64-bit-offset strings, no unsigned integers and only microsecond timestamps
+(in UTC, or without a zone).
 Data from pandas 3 arrives as `large_string`, which breaks Ray's own `write_delta` appends
 ("string vs large_string"); we normalise every block before it is written so the files, the
 table schema and the comparison all speak the same types.
@@ -24,7 +25,8 @@ def delta_type(kind: pa.DataType) -> pa.DataType:
     if pa.types.is_float16(kind):
         return pa.float32()
     if pa.types.is_timestamp(kind):
-        return pa.timestamp("us", tz=kind.tz)
+        # Delta's `timestamp` is an instant stored in UTC; `timestamp_ntz` has no zone.
+        return pa.timestamp("us", tz="UTC" if kind.tz is not None else None)
     if pa.types.is_date64(kind):
         return pa.date32()
     if pa.types.is_large_list(kind) or pa.types.is_list_view(kind) or pa.types.is_list(kind):

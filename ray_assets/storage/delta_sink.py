@@ -22,7 +22,7 @@ from ray.data.block import BlockAccessor  # noqa: TID253 (imported lazily by Del
 from ray.data.datasource.datasink import Datasink  # noqa: TID253
 
 from ray_assets.errors import PartitionColumnError, SchemaMismatchError
-from ray_assets.partition_slice import canonical_partition_strings
+from ray_assets.partition_slice import PartitionSlice, canonical_partition_strings
 from ray_assets.storage.arrow_schema import delta_schema, schema_diff, to_delta_types
 from ray_assets.storage.file_stats import FileStats, TaskWriteReport, column_statistics
 from ray_assets.storage.filesystem import resolve_filesystem
@@ -53,7 +53,7 @@ class DeltaFilesSink(Datasink):
         table_uri: str,
         storage_options: Mapping[str, str] | None,
         partition_columns: tuple[str, ...],
-        allowed_values: frozenset[tuple[str, ...]] | None,
+        partition_slice: PartitionSlice | None,
         expected_schema: pa.Schema | None,
         write_uuid: str,
         compression: str = "snappy",
@@ -61,7 +61,8 @@ class DeltaFilesSink(Datasink):
         self._table_uri = table_uri
         self._storage_options = dict(storage_options or {})
         self._partition_columns = partition_columns
-        self._allowed_values = allowed_values
+        self._partition_slice = partition_slice
+        self._allowed_values: frozenset[tuple[str, ...]] | None = None
         self._expected_schema = expected_schema
         self._write_uuid = write_uuid
         self._compression = compression
@@ -130,11 +131,19 @@ class DeltaFilesSink(Datasink):
                 continue
             values = tuple(value.split(_SEPARATOR)) if len(texts) > 1 else (value,)
             mask = pc.equal(combined, value)
-            if self._allowed_values is not None and values not in self._allowed_values:
+            if self._partition_slice is not None and values not in self._allowed(table.schema):
                 count = pc.sum(mask).as_py()
                 report.stray_counts[values] = report.stray_counts.get(values, 0) + count
                 continue
             yield values, table.filter(mask)
+
+    def _allowed(self, schema: pa.Schema) -> frozenset[tuple[str, ...]]:
+        """The slice's partition values as this data's column types store them."""
+        if self._allowed_values is None:
+            assert self._partition_slice is not None
+            types = {column: schema.field(column).type for column in self._partition_columns}
+            self._allowed_values = frozenset(self._partition_slice.stored_values(types))
+        return self._allowed_values
 
     def _write_file(
         self,

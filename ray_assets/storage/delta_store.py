@@ -34,7 +34,7 @@ from ray_assets.errors import (
     StrayPartitionValuesError,
     UnsupportedTableError,
 )
-from ray_assets.partition_slice import PartitionSlice, partition_value_scalar
+from ray_assets.partition_slice import PartitionSlice, partition_text, partition_value_scalar
 from ray_assets.storage.filesystem import normalize_table_uri, redact_uri, resolve_filesystem
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class DeltaStore:
             table_uri=self.table_uri,
             storage_options=self.storage_options,
             partition_columns=partition_slice.columns,
-            allowed_values=partition_slice.value_set if partition_slice.is_partitioned else None,
+            partition_slice=partition_slice if partition_slice.is_partitioned else None,
             expected_schema=expected_schema,
             write_uuid=uuid.uuid4().hex[:16],
         )
@@ -175,7 +175,7 @@ class DeltaStore:
         files = [stats for report in sink.reports for stats in report.files]
         _raise_on_stray_values(sink.reports, partition_slice, what)
         schema = _single_schema(sink.reports, expected_schema, what)
-        partitions = _partition_stats(files, partition_slice)
+        partitions = _partition_stats(files, partition_slice, schema)
         custom = {
             f"{_MARKER}.app_id": app_id,
             f"{_MARKER}.slice": partition_slice.describe(),
@@ -209,9 +209,10 @@ class DeltaStore:
                 f"partition columns {list(partition_slice.columns)}."
             )
         schema = self.table_schema(table)
-        for column in partition_slice.columns:
+        stored = partition_slice.stored_values(_column_types(schema, partition_slice))
+        for index, column in enumerate(partition_slice.columns):
             kind = schema.field(column).type
-            for value in partition_slice.column_values(column):
+            for value in dict.fromkeys(values[index] for values in stored):
                 if not _fits_exactly(value, kind):
                     raise PartitionColumnError(
                         f"{what}: partition key value '{value}' cannot be stored exactly in "
@@ -245,7 +246,7 @@ class DeltaStore:
             )
             for stats in files
         ]
-        filters = partition_slice.delta_partition_filters()
+        filters = partition_slice.delta_partition_filters(_column_types(schema, partition_slice))
         last_error: Exception | None = None
         for attempt in range(1, self.max_commit_attempts + 1):
             table = self.open_table()
@@ -410,16 +411,21 @@ class DeltaStore:
         _, root = resolve_filesystem(self.table_uri, self.storage_options)
         actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
         partition_columns = list(table.metadata().partition_columns)
+        wanted = None
+        if partition_slice.is_partitioned:
+            types = _column_types(self.table_schema(table), partition_slice)
+            wanted = set(partition_slice.stored_values(types))
         files = []
         for action in actions:
             values = {
-                column: _partition_text(action.get(f"partition.{column}"))
+                column: partition_text(action.get(f"partition.{column}"))
                 for column in partition_columns
             }
-            if partition_slice.is_partitioned:
-                key = tuple(values[c] for c in partition_slice.columns)
-                if key not in partition_slice.value_set:
-                    continue
+            if (
+                wanted is not None
+                and tuple(values[c] for c in partition_slice.columns) not in wanted
+            ):
+                continue
             path = unquote(action["path"])
             files.append(
                 DataFile(
@@ -436,12 +442,8 @@ def _app_id(write_id: str, partition_slice: PartitionSlice) -> str:
     return f"{_MARKER}-{partition_slice.fingerprint()}-{write_id}"
 
 
-def _partition_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
+def _column_types(schema: pa.Schema, partition_slice: PartitionSlice) -> dict[str, pa.DataType]:
+    return {c: schema.field(c).type for c in partition_slice.columns if c in schema.names}
 
 
 def _fits_exactly(value: str, kind: pa.DataType) -> bool:
@@ -449,21 +451,21 @@ def _fits_exactly(value: str, kind: pa.DataType) -> bool:
         scalar = partition_value_scalar(value, kind)
     except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
-    return _partition_text(scalar) == value
+    return partition_text(scalar) == value
 
 
 def _partition_stats(
-    files: Sequence[FileStats], partition_slice: PartitionSlice
+    files: Sequence[FileStats], partition_slice: PartitionSlice, schema: pa.Schema
 ) -> dict[str, PartitionWriteStats]:
     if not partition_slice.is_partitioned:
         return {}
+    stored = partition_slice.stored_values(_column_types(schema, partition_slice))
+    key_of = dict(zip(stored, partition_slice.keys or (), strict=True))
     rows: Counter[str] = Counter()
     counts: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
     for stats in files:
-        key = partition_slice.key_of(
-            tuple(stats.partition_values[c] for c in partition_slice.columns)
-        )
+        key = key_of[tuple(stats.partition_values[c] for c in partition_slice.columns)]
         rows[key] += stats.num_rows
         counts[key] += 1
         sizes[key] += stats.size_bytes
