@@ -479,3 +479,23 @@ def test_unknown_partition_key_is_rejected_before_any_io(ray_session, tmp_path) 
             write_id="run",
         )
     assert not (tmp_path / "orders").exists()
+
+
+def test_rerunning_a_committed_run_adds_no_rows_and_no_version(ray_session, tmp_path) -> None:
+    import uuid
+
+    job = dg.Definitions(
+        assets=[orders], resources=resources(tmp_path)
+    ).resolve_implicit_global_asset_job_def()
+    run_id = str(uuid.uuid4())
+    for attempt in range(2):  # e.g. the same run re-executed after its process died post-commit
+        with dg.instance_for_test() as instance:
+            result = job.execute_in_process(
+                instance=instance, run_id=run_id, tags=range_tags("2024-01-01", "2024-01-02")
+            )
+        assert result.success
+        event = result.asset_materializations_for_node("orders")[0]
+        assert event.metadata["delta/committed"].value is (attempt == 0)
+        assert event.metadata["delta/table_version"].value == 0
+    assert delta_version(tmp_path / "orders") == 0
+    assert delta_log_rows(tmp_path / "orders") == {"2024-01-01": 40, "2024-01-02": 40}
