@@ -1,0 +1,31 @@
+"""Local resources: embedded Ray sized for this machine, Delta tables under a local folder.
+
+`RAY_ASSETS_TABLE_ROOT` moves the tables (default `data/` under the working directory) and
+`RAY_ASSETS_ROWS_PER_DAY` sizes the generated orders (default small enough for a laptop demo).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from definitions.sources import OrderSource
+from ray_assets import DeltaIOManager, RayResource
+
+DEFAULT_TABLE_ROOT = "data"
+
+
+def local_resources(table_root: str | None = None) -> dict[str, Any]:
+    """Embedded Ray, tables under `table_root` (default: `$RAY_ASSETS_TABLE_ROOT` or `data/`)."""
+    root = table_root or os.environ.get("RAY_ASSETS_TABLE_ROOT") or DEFAULT_TABLE_ROOT
+    return {
+        "ray": RayResource(),
+        "delta_io_manager": DeltaIOManager(root_uri=root),
+        "order_source": order_source_from_env(),
+    }
+
+
+def order_source_from_env() -> OrderSource:
+    """The source sized by `RAY_ASSETS_ROWS_PER_DAY` when it is set."""
+    rows = os.environ.get("RAY_ASSETS_ROWS_PER_DAY")
+    return OrderSource(rows_per_day=int(rows)) if rows else OrderSource()

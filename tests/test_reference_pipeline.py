@@ -1,0 +1,209 @@
+"""The reference code location: its results against an independent computation, its determinism,
+its loading, and a range run through `dagster asset materialize` against a running Ray cluster
+with the `cluster` resources."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from definitions.generator import make_customers, make_orders
+from definitions.sources import OrderSource
+from tests.conftest import delta_log_rows, delta_version
+
+DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
+ROWS_PER_DAY = 3_000
+CUSTOMERS = 400
+SEED = 11
+REPO = Path(__file__).resolve().parents[1]
+
+
+def expected_revenue(days: list[str]) -> pd.DataFrame:
+    """Revenue per day and region recomputed in pandas from the generator, not from Ray."""
+    orders = make_orders(
+        {"id": np.arange(len(days) * ROWS_PER_DAY)},
+        days=days,
+        rows_per_day=ROWS_PER_DAY,
+        customers=CUSTOMERS,
+        seed=SEED,
+    ).to_pandas()
+    customers = make_customers({"id": np.arange(CUSTOMERS)}, seed=SEED).to_pandas()
+    valid = orders[
+        (orders.quantity > 0) & (orders.status != "cancelled") & orders.unit_price.notna()
+    ].copy()
+    gross = (valid.quantity * valid.unit_price).round(2)
+    valid["amount"] = np.where(valid.status == "returned", -gross, gross)
+    joined = valid.merge(customers[["customer_id", "region"]], on="customer_id", how="inner")
+    return (
+        joined.groupby(["order_date", "region"])
+        .agg(revenue=("amount", "sum"), orders=("amount", "size"))
+        .reset_index()
+        .sort_values(["order_date", "region"], ignore_index=True)
+    )
+
+
+@pytest.fixture(scope="module")
+def pipeline_root(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference pipeline materialized once for three days (one range run) into a fresh root."""
+    from definitions.assets import ASSETS, DAILY_ASSETS
+    from resources.local import local_resources
+
+    root = tmp_path_factory.mktemp("reference")
+    resources = {
+        **local_resources(table_root=str(root)),
+        "order_source": OrderSource(rows_per_day=ROWS_PER_DAY, customers=CUSTOMERS, seed=SEED),
+    }
+    customers = [a for a in ASSETS if a not in DAILY_ASSETS]
+    assert dg.materialize(customers, resources=resources).success
+    result = dg.materialize(
+        ASSETS,
+        selection=DAILY_ASSETS,
+        resources=resources,
+        tags={
+            "dagster/asset_partition_range_start": DAYS[0],
+            "dagster/asset_partition_range_end": DAYS[-1],
+        },
+    )
+    assert result.success
+    return root
+
+
+def test_range_run_writes_every_day_in_one_commit_per_asset(pipeline_root: Path) -> None:
+    assert delta_log_rows(pipeline_root / "raw_orders") == dict.fromkeys(DAYS, ROWS_PER_DAY)
+    for name in ("raw_orders", "clean_orders", "orders_enriched", "daily_region_revenue"):
+        assert delta_version(pipeline_root / name) == 0, name
+        assert set(delta_log_rows(pipeline_root / name)) == set(DAYS), name
+    assert delta_log_rows(pipeline_root / "customers") == {"": CUSTOMERS}
+
+
+def test_revenue_matches_an_independent_pandas_computation(pipeline_root: Path) -> None:
+    from ray_assets import DeltaStore, PartitionSlice
+
+    expected = expected_revenue(DAYS)
+    store = DeltaStore(str(pipeline_root / "daily_region_revenue"))
+    actual = (
+        store.read(PartitionSlice.unpartitioned("daily_region_revenue"))
+        .to_pandas()
+        .sort_values(["order_date", "region"], ignore_index=True)
+    )
+    assert list(actual.columns) == ["order_date", "region", "revenue", "orders", "avg_order_value"]
+    keys = ["order_date", "region"]
+    assert actual[keys].astype(str).values.tolist() == expected[keys].astype(str).values.tolist()
+    assert actual.orders.tolist() == expected.orders.tolist()
+    np.testing.assert_allclose(actual.revenue, expected.revenue, atol=0.01)
+    np.testing.assert_allclose(
+        actual.avg_order_value, expected.revenue / expected.orders, atol=0.006
+    )
+    # the joined table dropped the unknown customers' orders and nothing else
+    enriched_rows = sum(delta_log_rows(pipeline_root / "orders_enriched").values())
+    assert enriched_rows == int(expected.orders.sum())
+    assert enriched_rows < sum(delta_log_rows(pipeline_root / "clean_orders").values())
+
+
+def test_generated_rows_do_not_depend_on_block_boundaries() -> None:
+    kwargs = {"days": DAYS, "rows_per_day": 1_000, "customers": 50, "seed": 3}
+    whole = make_orders({"id": np.arange(3_000)}, **kwargs)
+    pieces = [
+        make_orders({"id": np.arange(a, b)}, **kwargs)
+        for a, b in [(0, 7), (7, 1_999), (1_999, 3_000)]
+    ]
+    import pyarrow as pa
+
+    assert pa.concat_tables(pieces).equals(whole)
+    # a day's rows are the same whichever range the day is generated in
+    alone = make_orders({"id": np.arange(1_000)}, **{**kwargs, "days": DAYS[1:2]})
+    assert alone.equals(whole.slice(1_000, 1_000))
+    assert make_orders({"id": np.arange(3_000)}, **{**kwargs, "seed": 4}) != whole
+
+
+def test_code_location_loads_with_jobs_and_schedules() -> None:
+    import definitions
+
+    dg.Definitions.validate_loadable(definitions.defs)
+    repository = definitions.defs.get_repository_def()
+    assert {job.name for job in repository.get_all_jobs()} >= {"daily_orders", "refresh_customers"}
+    assert {s.name for s in repository.schedule_defs} == {
+        "daily_orders_schedule",
+        "refresh_customers_schedule",
+    }
+
+
+def test_unknown_environment_is_refused() -> None:
+    from resources import resources_for
+
+    with pytest.raises(ValueError, match="RAY_ASSETS_ENV='staging'.*local.*cluster"):
+        resources_for("staging")
+
+
+@pytest.mark.slow
+def test_cli_materializes_a_range_in_one_run_on_a_cluster(ray_session: str, tmp_path: Path) -> None:
+    """`dagster asset materialize --partition-range` with the cluster resources joins the running
+    Ray (the test session's) and writes the range in one commit per asset."""
+    root = tmp_path / "tables"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    environment = {
+        **os.environ,
+        "RAY_ASSETS_ENV": "cluster",
+        "RAY_ADDRESS": ray_session,
+        "RAY_ASSETS_TABLE_ROOT": str(root),
+        "RAY_ASSETS_ROWS_PER_DAY": "500",
+        "DAGSTER_HOME": str(home),
+    }
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "definitions",
+        "--select",
+        "raw_orders,clean_orders",
+        "--partition-range",
+        "2024-02-01...2024-02-04",
+    ]
+    done = subprocess.run(
+        command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    days = ["2024-02-01", "2024-02-02", "2024-02-03", "2024-02-04"]
+    assert delta_log_rows(root / "raw_orders") == dict.fromkeys(days, 500)
+    assert delta_version(root / "raw_orders") == 0
+    assert set(delta_log_rows(root / "clean_orders")) == set(days)
+    assert f"Ray ({ray_session}) is up" in done.stdout + done.stderr  # joined, did not start one
+
+
+@pytest.mark.slow
+def test_cluster_environment_without_address_fails_naming_the_variable(tmp_path: Path) -> None:
+    environment = {
+        key: value for key, value in os.environ.items() if key not in {"RAY_ADDRESS"}
+    } | {
+        "RAY_ASSETS_ENV": "cluster",
+        "RAY_ASSETS_TABLE_ROOT": str(tmp_path / "tables"),
+        "DAGSTER_HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "definitions",
+            "--select",
+            "customers",
+        ],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "RAY_ADDRESS" in done.stdout + done.stderr
+    assert not (tmp_path / "tables").exists()
