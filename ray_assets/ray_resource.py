@@ -59,6 +59,15 @@ class RayResource(dg.ConfigurableResource):
         description="Fail a pipeline that made no progress for this many seconds (Ray's default "
         "is 1800), e.g. an actor pool holding every CPU so the read stage never runs.",
     )
+    op_resource_reservation: bool = Field(
+        default=False,
+        description="Ray Data's per-operator resource reservation (Ray's default: on). On Ray 2.60 "
+        "its budget check lags behind finished tasks and keeps CPUs idle: measured on one node, "
+        "a one-stage pipeline of 64 x 0.2 s tasks took 7.2 s on 4 CPUs with it and 3.5 s "
+        "without (ideal 3.2 s); with 1 s tasks, 5.6 s against 4.2 s. Off, Ray Core's CPU "
+        "accounting and Ray Data's other backpressure policies still bound concurrency and "
+        "queues. Turn it on for pipelines whose CPU-heavy stages must not starve one another.",
+    )
     target_max_block_size_bytes: int | None = Field(
         default=None,
         description="Ray Data's target block size; smaller blocks mean less memory per worker. "
@@ -132,6 +141,7 @@ class RayResource(dg.ConfigurableResource):
         data_context.max_errored_blocks = 0
         data_context.execution_no_progress_timeout_s = self.no_progress_timeout_s
         data_context.set_config("ray_assets.max_task_retries", self.max_task_retries)
+        data_context.op_resource_reservation_enabled = self.op_resource_reservation
         if self.target_max_block_size_bytes:
             data_context.target_max_block_size = self.target_max_block_size_bytes
 

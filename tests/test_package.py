@@ -7,8 +7,12 @@ import ray_assets
 
 
 def test_import_does_not_load_ray_or_deltalake() -> None:
-    code = "import sys, ray_assets; print(sorted(m for m in ('ray', 'deltalake') if m in sys.modules))"
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = (
+        "import sys, ray_assets; print(sorted(m for m in ('ray', 'deltalake') if m in sys.modules))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert completed.stdout.strip() == "[]"
 
 

@@ -29,15 +29,42 @@ def test_data_context_is_bounded_and_strict(ray_session) -> None:
     from ray.data import DataContext
 
     context = DataContext.get_current()
-    before = (context.execution_no_progress_timeout_s, context.get_config("ray_assets.max_task_retries"))
+    before = (
+        context.execution_no_progress_timeout_s,
+        context.get_config("ray_assets.max_task_retries"),
+    )
     try:
         RayResource(max_task_retries=1, no_progress_timeout_s=42).configure_data_context()
         assert context.max_errored_blocks == 0
         assert context.execution_no_progress_timeout_s == 42
         assert context.get_config("ray_assets.max_task_retries") == 1
+        assert context.op_resource_reservation_enabled is False
+        RayResource(op_resource_reservation=True).configure_data_context()
+        assert context.op_resource_reservation_enabled is True
     finally:
+        RayResource().configure_data_context()
         context.execution_no_progress_timeout_s = before[0]
         context.set_config("ray_assets.max_task_retries", before[1])
+
+
+def test_a_one_stage_pipeline_uses_every_cpu(ray_session) -> None:
+    """Without the per-operator reservation (off by default), tasks run side by side on all CPUs."""
+    import ray.data
+
+    def stamp(batch: dict) -> dict:  # nested: pickled by value, test modules are not on workers
+        import os
+        import time
+
+        started = time.time()
+        time.sleep(0.4)  # the task's work: long enough for a second task to start beside it
+        return {"pid": [os.getpid()], "start": [started], "end": [time.time()]}
+
+    rows = ray.data.range(12, override_num_blocks=12).map_batches(stamp, batch_size=None).take_all()
+    busy = sum(row["end"] - row["start"] for row in rows)
+    span = max(row["end"] for row in rows) - min(row["start"] for row in rows)
+    # average tasks running at once: about 1.9 of 2 CPUs here, about 1.25 with Ray's reservation
+    assert busy / span > 1.6, (busy, span)
+    assert len({row["pid"] for row in rows}) == 2
 
 
 def test_a_stalled_pipeline_fails_with_a_clear_message(ray_session, tmp_path) -> None:

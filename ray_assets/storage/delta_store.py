@@ -48,6 +48,8 @@ DEFAULT_MAX_TASK_RETRIES = 3
 """Crashed Ray tasks are retried this often (Ray's default is forever); see `RayResource`."""
 
 _MARKER = "ray_assets"
+_COMMIT_SEARCH_DEPTH = 1000
+"""How far back to look for a commit of ours: concurrent writers add a few versions, not more."""
 _UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping"}
 
 
@@ -296,14 +298,30 @@ class DeltaStore:
         ) from last_error
 
     def _commit_version(self, table: DeltaTable, app_id: str) -> int:
-        for info in table.history():
-            if info.get(f"{_MARKER}.app_id") == app_id:
-                return int(info["version"])
-        return table.version()
+        """The table version whose commit carries `app_id`'s transaction.
+
+        Read from the commit files themselves, newest first: `DeltaTable.history()` numbers its
+        entries from the latest version in storage rather than the loaded one, so with a
+        concurrent writer it can be off by one (observed: our version 1 reported as 0).
+        """
+        import json
+
+        filesystem, root = resolve_filesystem(self.table_uri, self.storage_options)
+        newest = table.version()
+        for version in range(newest, max(-1, newest - _COMMIT_SEARCH_DEPTH), -1):
+            try:
+                with filesystem.open_input_stream(f"{root}/_delta_log/{version:020d}.json") as f:
+                    lines = f.read().decode().splitlines()
+            except FileNotFoundError:
+                break  # cleaned up by log retention: older than anything we look for
+            for line in lines:
+                if '"txn"' in line and json.loads(line).get("txn", {}).get("appId") == app_id:
+                    return version
+        return newest
 
     def _already_committed(self, table: DeltaTable, app_id: str, started: float) -> WriteResult:
+        version = self._commit_version(table, app_id)
         info = next((i for i in table.history() if i.get(f"{_MARKER}.app_id") == app_id), {})
-        version = int(info.get("version", table.version()))
         partitions = {
             key: PartitionWriteStats(*values)
             for key, values in (info.get(f"{_MARKER}.partitions") or {}).items()

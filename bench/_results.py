@@ -1,0 +1,120 @@
+"""Shared helpers for the benchmark scripts: timing, medians and one JSON file per result.
+
+Every benchmark reports a *ratio against a named baseline* rather than raw seconds, because
+raw seconds depend on the machine while the ratio is what a goal can be stated in. Each
+result is written to `bench/results/<name>.json` with the command that reproduces it and the
+machine it ran on, so a number found later can be judged (and re-measured) without guessing
+where it came from. The scripts are run directly (`.venv/bin/python bench/<script>.py`), not
+as a package, so they import this module by putting their own directory on `sys.path`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+"""Where results go: next to this file, whatever the current directory is."""
+
+_COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    ">=": lambda value, bound: value >= bound,
+    "<=": lambda value, bound: value <= bound,
+    ">": lambda value, bound: value > bound,
+    "<": lambda value, bound: value < bound,
+}
+
+
+def median(xs: Sequence[float]) -> float:
+    """Median of the timings: robust to the one run that hit a GC pause or a cold cache."""
+    if not xs:
+        raise ValueError("median of no timings")
+    return float(statistics.median(xs))
+
+
+def timed(fn: Callable[[], T]) -> tuple[float, T]:
+    """Run `fn` once and return (wall-clock seconds, its result).
+
+    Wall clock (`perf_counter`), not CPU time: the work under test runs in other processes
+    (Ray workers, delta-rs threads), which CPU time of this process would not see.
+    """
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def goal_met(value: float, goal: str) -> bool:
+    """Whether `value` satisfies a goal written as `"<op> <number>"`, e.g. `">= 1.5"`."""
+    op, _, bound = goal.strip().partition(" ")
+    if op not in _COMPARISONS:
+        raise ValueError(f"goal {goal!r} must look like '>= 1.5' (one of {list(_COMPARISONS)})")
+    return _COMPARISONS[op](value, float(bound))
+
+
+def machine_details() -> dict[str, Any]:
+    """What the numbers depend on: cores, memory and the versions of the moving parts."""
+    details: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "ram_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    for module in ("ray", "deltalake", "pyarrow", "dagster"):
+        try:
+            details[module] = __import__(module).__version__
+        except Exception:  # noqa: BLE001 - a missing library is recorded, not fatal
+            details[module] = None
+    return details
+
+
+def write_result(
+    name: str,
+    value: float,
+    *,
+    unit: str,
+    better: Literal["higher", "lower"] | str,
+    goal: str,
+    baseline: str,
+    command: str,
+    details: dict[str, Any] | None = None,
+) -> Path:
+    """Write `bench/results/<name>.json` and print a one-line summary; return the file's path.
+
+    `value` is the ratio against `baseline` (rounded to 3 decimals in the file). A missed
+    goal is still written and printed as MISSED: the result is reported, never hidden.
+    """
+    if better not in ("higher", "lower"):
+        raise ValueError(f"better must be 'higher' or 'lower', not {better!r}")
+    met = goal_met(value, goal)
+    record = {
+        "name": name,
+        "value": round(float(value), 3),
+        "unit": unit,
+        "better": better,
+        "goal": goal,
+        "baseline": baseline,
+        "command": command,
+        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "details": {"goal_met": met, "machine": machine_details(), **(details or {})},
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
+    try:
+        shown = path.relative_to(Path.cwd())
+    except ValueError:
+        shown = path
+    verdict = "met" if met else "MISSED"
+    print(
+        f"{name}: {value:.2f}{unit} (goal {goal}, {better} is better: {verdict}) -> {shown}",
+        flush=True,
+    )
+    return path

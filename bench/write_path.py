@@ -1,0 +1,374 @@
+"""Write-path benchmark: the same orders dataset written to a partitioned Delta table three ways.
+
+  A  `ray_assets.DeltaStore.write`: Ray tasks write the Parquet files (checking every row's
+     partition value against the run's slice as it streams by) and the driver makes one
+     partition-scoped, idempotent commit that replaces exactly the run's partitions.
+  B  Ray's own `Dataset.write_delta(path, partition_by=[...])`: the same shape (tasks write
+     files, the driver commits once) but whole-table append/overwrite only, with no slice
+     checks. It is the natural alternative a user already has, so ray_assets should beat it
+     (`write_vs_ray_write_delta` = B / A, goal >= 1.5).
+  C  One pyarrow stream of the same rows, produced in the driver by the same generator
+     function, into `deltalake.write_deltalake(..., mode="overwrite")`: no Ray, no
+     parallelism, no checks. It is the single-process lower bound of the work itself (generate,
+     encode Parquet, commit), so it bounds what the parallel machinery costs on a small machine
+     (`write_vs_pyarrow_stream` = A / C, goal <= 1.5).
+
+Each run is timed end to end (pipeline execution + commit) into a fresh table folder; runs
+alternate A, B, C, A, B, C, ... so drift of the machine hits every method alike, and medians
+are compared. Before the timed runs, one small untimed run per method warms Ray's workers and
+the imports in them (`--no-warmup` skips it). After each run the table is verified from the
+Delta log alone (row count from the add actions' `num_records`, one partition per day); the
+data is never scanned, because deltalake scans can abort the process at exit on this machine.
+
+Run: `.venv/bin/python bench/write_path.py [--rows N] [--days D] [--repeats R] [--out DIR]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+# Set before Ray is imported anywhere: no usage-stats reporting from a benchmark.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script, not a package
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+from _results import median, timed, write_result  # noqa: E402
+
+START_DATE = dt.date(2024, 1, 1)
+PARTITION_COLUMN = "order_date"
+STATUSES = pa.array(["placed", "paid", "shipped", "delivered", "returned", "cancelled"])
+REGIONS = pa.array(["north", "south", "east", "west", "central"])
+METHODS = ("A", "B", "C")
+METHOD_NAMES = {
+    "A": "ray_assets.DeltaStore.write",
+    "B": "ray Dataset.write_delta",
+    "C": "pyarrow stream -> write_deltalake",
+}
+
+ORDERS_SCHEMA = pa.schema(
+    [
+        ("order_id", pa.int64()),
+        (PARTITION_COLUMN, pa.string()),
+        ("customer_id", pa.int64()),
+        ("amount", pa.float64()),
+        ("quantity", pa.int32()),
+        ("status", pa.string()),
+        ("region", pa.string()),
+    ]
+)
+"""Plain `string`, never `large_string`: Ray's write_delta mishandles large strings."""
+
+
+class VerificationError(RuntimeError):
+    """A written table does not hold what was written: the timing is meaningless."""
+
+
+# ---------------------------------------------------------------------------- the data
+def _mix(ids: np.ndarray) -> np.ndarray:
+    """splitmix64 of each id: a per-row pseudo-random value that needs no state.
+
+    Deriving every column from the id alone (not from an RNG seeded per batch) makes a row the
+    same whatever batch it lands in, so Ray's blocks and the driver's stream hold identical rows.
+    """
+    z = ids.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def day_keys(days: int) -> list[str]:
+    """The partition keys (and `order_date` values) of `days` consecutive days."""
+    return [(START_DATE + dt.timedelta(days=d)).isoformat() for d in range(days)]
+
+
+def make_orders(batch: pa.Table, *, rows: int, days: int) -> pa.Table:
+    """Orders for the ids in `batch["id"]`: a pure function of the ids (and the sizes).
+
+    Ids `[0, rows)` are spread evenly over `days` days in contiguous ranges, so each Ray block
+    touches one or two partitions, as a day-ordered source would.
+    """
+    ids = batch.column("id").to_numpy()
+    if len(ids) == 0:
+        return ORDERS_SCHEMA.empty_table()
+    ids = ids.astype(np.int64, copy=False)
+    h = _mix(ids)
+    day = (ids * days) // rows
+    dates = pa.array(day_keys(days), pa.string()).take(pa.array(day))
+    status = STATUSES.take(pa.array((h >> np.uint64(40)) % np.uint64(len(STATUSES))))
+    region = REGIONS.take(pa.array((h >> np.uint64(50)) % np.uint64(len(REGIONS))))
+    return pa.Table.from_arrays(
+        [
+            pa.array(ids, pa.int64()),
+            dates,
+            pa.array((h % np.uint64(1_000_000)).astype(np.int64) + 1, pa.int64()),
+            pa.array(((h >> np.uint64(20)) % np.uint64(50_000)).astype(np.float64) / 100 + 1),
+            pa.array(((h >> np.uint64(36)) % np.uint64(9)).astype(np.int32) + 1, pa.int32()),
+            status,
+            region,
+        ],
+        schema=ORDERS_SCHEMA,
+    )
+
+
+def orders_dataset(rows: int, days: int, blocks: int) -> Any:
+    """The lazy Ray pipeline of A and B (built fresh per run, so nothing is cached)."""
+    import ray.cloudpickle
+    import ray.data
+
+    module = sys.modules[make_orders.__module__]
+    if module.__name__ != "__main__":
+        # Imported (e.g. from a test) rather than run: Ray workers cannot import this script by
+        # name, so ship its functions by value, as they are when it runs as `__main__`.
+        ray.cloudpickle.register_pickle_by_value(module)
+    return ray.data.range(rows, override_num_blocks=blocks).map_batches(
+        make_orders,
+        batch_format="pyarrow",
+        fn_kwargs={"rows": rows, "days": days},
+    )
+
+
+def orders_stream(rows: int, days: int, blocks: int) -> pa.RecordBatchReader:
+    """The same rows as `orders_dataset`, generated lazily in this process, in as many chunks."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        bounds = np.linspace(0, rows, blocks + 1, dtype=np.int64)
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            if end > start:
+                ids = pa.table({"id": pa.array(np.arange(start, end, dtype=np.int64))})
+                yield from make_orders(ids, rows=rows, days=days).to_batches()
+
+    return pa.RecordBatchReader.from_batches(ORDERS_SCHEMA, batches())
+
+
+# ---------------------------------------------------------------------------- the writers
+def write_a(path: str, rows: int, days: int, blocks: int) -> None:
+    import dagster as dg
+
+    import ray_assets
+
+    keys = day_keys(days)
+    partition_slice = ray_assets.PartitionSlice.from_key_range(
+        dg.DailyPartitionsDefinition(start_date=keys[0]),
+        dg.PartitionKeyRange(keys[0], keys[-1]),
+        PARTITION_COLUMN,
+        asset_key="bench",
+    )
+    result = ray_assets.DeltaStore(path).write(
+        orders_dataset(rows, days, blocks), partition_slice, write_id=uuid.uuid4().hex
+    )
+    if not result.committed or result.rows_written != rows:
+        raise VerificationError(
+            f"A: DeltaStore.write reported committed={result.committed}, "
+            f"rows_written={result.rows_written}, expected {rows}"
+        )
+
+
+def write_b(path: str, rows: int, days: int, blocks: int) -> None:
+    orders_dataset(rows, days, blocks).write_delta(path, partition_by=[PARTITION_COLUMN])
+
+
+def write_c(path: str, rows: int, days: int, blocks: int) -> None:
+    from deltalake import write_deltalake
+
+    write_deltalake(
+        path,
+        orders_stream(rows, days, blocks),
+        partition_by=[PARTITION_COLUMN],
+        mode="overwrite",
+    )
+
+
+WRITERS: dict[str, Callable[[str, int, int, int], None]] = {
+    "A": write_a,
+    "B": write_b,
+    "C": write_c,
+}
+
+
+def verify(path: str, rows: int, days: int, method: str) -> int:
+    """Check rows and partitions from the Delta log alone (no data scan); return the file count."""
+    from deltalake import DeltaTable
+
+    actions = pa.table(DeltaTable(path).get_add_actions(flatten=True))
+    counted = int(pc.sum(actions.column("num_records")).as_py() or 0) if actions.num_rows else 0
+    if counted != rows:
+        raise VerificationError(f"{method}: the Delta log holds {counted} rows, expected {rows}")
+    column = f"partition.{PARTITION_COLUMN}"
+    if column not in actions.column_names:
+        raise VerificationError(f"{method}: the table is not partitioned by {PARTITION_COLUMN}")
+    values = {str(v) for v in actions.column(column).to_pylist()}
+    if values != set(day_keys(days)):
+        raise VerificationError(
+            f"{method}: {len(values)} distinct partition values, expected the {days} days "
+            f"{day_keys(days)[0]}..{day_keys(days)[-1]}; got {sorted(values)[:5]}..."
+        )
+    return actions.num_rows
+
+
+# ---------------------------------------------------------------------------- the run
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rows", type=int, default=16_000_000, help="rows per write")
+    parser.add_argument("--days", type=int, default=16, help="daily partitions the rows span")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method")
+    parser.add_argument("--blocks", type=int, default=64, help="Ray blocks (and stream chunks)")
+    parser.add_argument("--out", default=None, help="folder for the tables (default: a temp dir)")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up")
+    args = parser.parse_args(argv)
+    if args.days < 1 or args.rows < args.days or args.repeats < 1 or args.blocks < 1:
+        parser.error("need days >= 1, rows >= days, repeats >= 1 and blocks >= 1")
+    return args, parser
+
+
+def reproduce_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """The command line that repeats this run: the script plus every non-default argument."""
+    parts = [".venv/bin/python", "bench/write_path.py"]
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = getattr(args, action.dest)
+        if value == action.default:
+            continue
+        flag = action.option_strings[0]
+        parts.append(flag if isinstance(action, argparse._StoreTrueAction) else f"{flag} {value}")
+    return " ".join(parts)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: Path) -> None:
+    import ray
+    from ray.data import DataContext
+
+    import ray_assets
+
+    ray_assets.RayResource().ensure_started()
+    DataContext.get_current().enable_progress_bars = False
+    # Ray Data logs several INFO lines per execution; keep the per-run lines readable.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    keep_tables = args.out is not None
+
+    def one_run(method: str, label: str, rows: int) -> tuple[float, int]:
+        path = str(out / f"{label}-{method}")
+        seconds, _ = timed(lambda: WRITERS[method](path, rows, args.days, args.blocks))
+        files = verify(path, rows, args.days, method)
+        if not keep_tables:
+            shutil.rmtree(path, ignore_errors=True)
+        return seconds, files
+
+    warmup: dict[str, float] = {}
+    if not args.no_warmup:
+        warm_rows = max(args.days, min(args.rows, 200_000))
+        for method in METHODS:
+            warmup[method], _ = one_run(method, "warmup", warm_rows)
+        print(
+            f"warm-up ({warm_rows:,} rows, untimed): "
+            + ", ".join(f"{m} {s:.2f}s" for m, s in warmup.items()),
+            flush=True,
+        )
+
+    seconds: dict[str, list[float]] = {m: [] for m in METHODS}
+    files: dict[str, list[int]] = {m: [] for m in METHODS}
+    for repeat in range(args.repeats):
+        for method in METHODS:
+            took, written = one_run(method, f"run{repeat}", args.rows)
+            seconds[method].append(took)
+            files[method].append(written)
+            print(
+                f"[{repeat + 1}/{args.repeats}] {method} {METHOD_NAMES[method]:<34} "
+                f"{took:8.2f} s  {args.rows / took:12,.0f} rows/s  {written} files",
+                flush=True,
+            )
+
+    medians = {m: median(seconds[m]) for m in METHODS}
+    details = {
+        "rows": args.rows,
+        "days": args.days,
+        "repeats": args.repeats,
+        "blocks": args.blocks,
+        "methods": METHOD_NAMES,
+        "seconds": seconds,
+        "median_seconds": medians,
+        "rows_per_second_median": {m: args.rows / s for m, s in medians.items()},
+        "files_written": files,
+        "warmup_seconds": warmup,
+        "ray_cluster_cpus": ray.cluster_resources().get("CPU"),
+    }
+    command = reproduce_command(args, parser)
+    print(
+        "medians: " + ", ".join(f"{m} {medians[m]:.2f}s" for m in METHODS),
+        flush=True,
+    )
+    write_result(
+        "write_vs_ray_write_delta",
+        medians["B"] / medians["A"],
+        unit="x",
+        better="higher",
+        goal=">= 1.5",
+        baseline="Ray's Dataset.write_delta(path, partition_by=['order_date']) of the same "
+        "dataset; value = median(write_delta seconds) / median(DeltaStore.write seconds)",
+        command=command,
+        details=details,
+    )
+    write_result(
+        "write_vs_pyarrow_stream",
+        medians["A"] / medians["C"],
+        unit="x",
+        better="lower",
+        goal="<= 1.5",
+        baseline="one pyarrow RecordBatchReader of the same rows, generated in the driver, into "
+        "deltalake.write_deltalake(mode='overwrite'); value = median(DeltaStore.write seconds) "
+        "/ median(write_deltalake seconds)",
+        command=command,
+        details=details,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, parser = parse_args(argv)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-write-path-"))
+    out.mkdir(parents=True, exist_ok=True)
+    code = 0
+    try:
+        print(
+            f"write path: {args.rows:,} rows over {args.days} days, {args.repeats} repeat(s), "
+            f"{args.blocks} blocks, tables under {out}",
+            flush=True,
+        )
+        run(args, parser, out)
+    except VerificationError as error:
+        print(f"VERIFICATION FAILED: {error}", file=sys.stderr, flush=True)
+        code = 1
+    except BaseException:  # noqa: BLE001 - reported, then the exit code says it failed
+        traceback.print_exc()
+        code = 2
+    finally:
+        if args.out is None:
+            shutil.rmtree(out, ignore_errors=True)
+        if "ray" in sys.modules:
+            import ray
+
+            ray.shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    exit_code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # os._exit skips interpreter teardown: deltalake's (tokio) runtime and Ray's threads can
+    # abort the process at exit on this machine, which would turn a finished, reported run
+    # into a non-zero exit. Everything worth keeping is written and flushed above.
+    os._exit(exit_code)
