@@ -207,3 +207,38 @@ def test_cluster_environment_without_address_fails_naming_the_variable(tmp_path:
     assert done.returncode != 0
     assert "RAY_ADDRESS" in done.stdout + done.stderr
     assert not (tmp_path / "tables").exists()
+
+
+@pytest.mark.slow
+def test_demo_command_materializes_and_prints_the_tables(tmp_path: Path) -> None:
+    """The README's first command, on a fresh embedded Ray in its own process."""
+    root = tmp_path / "tables"
+    done = subprocess.run(
+        [sys.executable, "-m", "definitions.demo", "--root", str(root), "--days", "2"]
+        + ["--rows-per-day", "500"],
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"raw_orders: {root}/raw_orders (Delta version 0, 2 files)" in done.stdout
+    assert "  2024-01-01: 500 rows\n  2024-01-02: 500 rows" in done.stdout
+    assert f"daily_region_revenue: {root}/daily_region_revenue (Delta version 0" in done.stdout
+    assert delta_log_rows(root / "raw_orders") == {"2024-01-01": 500, "2024-01-02": 500}
+
+
+def test_workspace_yaml_loads_the_code_location(tmp_path: Path) -> None:
+    """What `dagster dev -w workspace.yaml` loads, validated by Dagster's own CLI."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate"]
+        + ["-w", "workspace.yaml"],
+        cwd=REPO,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "definitions" in done.stdout + done.stderr
