@@ -30,7 +30,6 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script, not a package
@@ -200,13 +199,17 @@ NAMES = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--rows-per-day", type=int, default=250_000)
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     out = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     code = 0
     try:
@@ -264,7 +267,7 @@ def run(args: argparse.Namespace, out: Path) -> int:
     command = ".venv/bin/python bench/overhead.py" + "".join(
         f" --{name.replace('_', '-')} {value}"
         for name, value in vars(args).items()
-        if value != parser_defaults()[name]
+        if value != getattr(build_parser().parse_args([]), name)
     )
     write_result(
         "overhead_vs_plain_ray",
@@ -293,10 +296,6 @@ def run(args: argparse.Namespace, out: Path) -> int:
         },
     )
     return 0
-
-
-def parser_defaults() -> dict[str, Any]:
-    return {"days": 7, "rows_per_day": 250_000, "customers": 20_000, "repeats": 3}
 
 
 if __name__ == "__main__":

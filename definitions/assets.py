@@ -8,6 +8,7 @@ so Ray can ship them to workers anywhere in a cluster.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import dagster as dg
@@ -22,7 +23,11 @@ from definitions.generator import make_customers, make_orders
 from definitions.sources import OrderSource
 from ray_assets import ray_asset
 
-daily = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_offset=0)
+daily = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+daily_asset = functools.partial(
+    ray_asset, partitions_def=daily, partition_column="order_date", group_name="sales"
+)
+"""A daily `ray_asset` whose table is partitioned by `order_date`."""
 
 CUSTOMER_COLUMNS = ["customer_id", "region", "segment"]
 
@@ -54,11 +59,8 @@ def customers(order_source: OrderSource) -> ray.data.Dataset:
     )
 
 
-@ray_asset(
-    partitions_def=daily,
-    partition_column="order_date",
+@daily_asset(
     description="Orders as the order system exports them, one partition per day.",
-    group_name="sales",
 )
 def raw_orders(context: dg.AssetExecutionContext, order_source: OrderSource) -> ray.data.Dataset:
     days = list(context.partition_keys)
@@ -77,23 +79,17 @@ def raw_orders(context: dg.AssetExecutionContext, order_source: OrderSource) -> 
     )
 
 
-@ray_asset(
-    partitions_def=daily,
-    partition_column="order_date",
+@daily_asset(
     description="Valid orders only (a price, a quantity, not cancelled), with a signed amount.",
-    group_name="sales",
 )
 def clean_orders(raw_orders: ray.data.Dataset) -> ray.data.Dataset:
     valid = (col("quantity") > 0) & (col("status") != "cancelled") & col("unit_price").is_not_null()
     return raw_orders.filter(expr=valid).map_batches(price_orders, batch_format="pyarrow")
 
 
-@ray_asset(
-    partitions_def=daily,
-    partition_column="order_date",
+@daily_asset(
     description="Clean orders joined with their customer's region and segment; orders of unknown "
     "customers drop out (inner join).",
-    group_name="sales",
 )
 def orders_enriched(
     clean_orders: ray.data.Dataset, customers: ray.data.Dataset
@@ -106,11 +102,8 @@ def orders_enriched(
     )
 
 
-@ray_asset(
-    partitions_def=daily,
-    partition_column="order_date",
+@daily_asset(
     description="Revenue, order count and average order value per day and region.",
-    group_name="sales",
 )
 def daily_region_revenue(orders_enriched: ray.data.Dataset) -> ray.data.Dataset:
     return (

@@ -49,6 +49,18 @@ def expected_revenue(days: list[str]) -> pd.DataFrame:
     )
 
 
+def dagster_cli(arguments: list[str], environment: dict[str, str]) -> subprocess.CompletedProcess:
+    """The `dagster` command of this environment, run from the repository root."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), *arguments],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 @pytest.fixture(scope="module")
 def pipeline_root(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference pipeline materialized once for three days (one range run) into a fresh root."""
@@ -157,19 +169,10 @@ def test_cli_materializes_a_range_in_one_run_on_a_cluster(ray_session: str, tmp_
         "RAY_ASSETS_ROWS_PER_DAY": "500",
         "DAGSTER_HOME": str(home),
     }
-    command = [
-        str(Path(sys.executable).parent / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "definitions",
-        "--select",
-        "raw_orders,clean_orders",
-        "--partition-range",
-        "2024-02-01...2024-02-04",
-    ]
-    done = subprocess.run(
-        command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300
+    done = dagster_cli(
+        ["asset", "materialize", "-m", "definitions", "--select", "raw_orders,clean_orders"]
+        + ["--partition-range", "2024-02-01...2024-02-04"],
+        environment,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     days = ["2024-02-01", "2024-02-02", "2024-02-03", "2024-02-04"]
@@ -188,21 +191,8 @@ def test_cluster_environment_without_address_fails_naming_the_variable(tmp_path:
         "RAY_ASSETS_TABLE_ROOT": str(tmp_path / "tables"),
         "DAGSTER_HOME": str(tmp_path),
     }
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "definitions",
-            "--select",
-            "customers",
-        ],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = dagster_cli(
+        ["asset", "materialize", "-m", "definitions", "--select", "customers"], environment
     )
     assert done.returncode != 0
     assert "RAY_ADDRESS" in done.stdout + done.stderr
@@ -231,14 +221,9 @@ def test_demo_command_materializes_and_prints_the_tables(tmp_path: Path) -> None
 
 def test_workspace_yaml_loads_the_code_location(tmp_path: Path) -> None:
     """What `dagster dev -w workspace.yaml` loads, validated by Dagster's own CLI."""
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate"]
-        + ["-w", "workspace.yaml"],
-        cwd=REPO,
-        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = dagster_cli(
+        ["definitions", "validate", "-w", "workspace.yaml"],
+        {**os.environ, "DAGSTER_HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "definitions" in done.stdout + done.stderr
