@@ -69,7 +69,7 @@ CUSTOMERS_SCHEMA = pa.schema(
 )
 
 
-def _mix(values: np.ndarray) -> np.ndarray:
+def mix64(values: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: a well-distributed 64-bit hash of each uint64 value."""
     with np.errstate(over="ignore"):
         x = values.astype(np.uint64) + _GOLDEN
@@ -81,13 +81,18 @@ def _mix(values: np.ndarray) -> np.ndarray:
 def _uniform(keys: np.ndarray, seed: int, stream: int) -> np.ndarray:
     """A uniform [0, 1) draw per key, independent across `stream`s and seeds."""
     with np.errstate(over="ignore"):
-        salted = _mix(keys.astype(np.uint64) ^ _mix(np.array([seed * 1_000 + stream], np.uint64)))
+        salted = mix64(keys.astype(np.uint64) ^ mix64(np.array([seed * 1_000 + stream], np.uint64)))
     return (salted >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 def _choice(draws: np.ndarray, weights: Sequence[float]) -> np.ndarray:
     cumulative = np.cumsum(weights) / np.sum(weights)
     return np.minimum(np.searchsorted(cumulative, draws, side="right"), len(weights) - 1)
+
+
+def _pick(choices: Sequence[str], index: np.ndarray) -> pa.Array:
+    """`choices[index]` as an Arrow string array, taken in C rather than through Python objects."""
+    return pa.array(choices, pa.string()).take(pa.array(index, pa.int64()))
 
 
 def order_ids(day: str, numbers: np.ndarray) -> np.ndarray:
@@ -112,7 +117,6 @@ def make_orders(
     index = np.asarray(batch["id"], dtype=np.int64)
     day_positions = index // rows_per_day
     numbers = index % rows_per_day
-    day_names = np.asarray(days, dtype=object)[day_positions]
     ordinals = np.array([dt.date.fromisoformat(d).toordinal() for d in days], dtype=np.int64)
     ids = ordinals[day_positions] * MAX_ROWS_PER_DAY + numbers
 
@@ -142,18 +146,14 @@ def make_orders(
     return pa.table(
         {
             "order_id": pa.array(ids, pa.int64()),
-            "order_date": pa.array(day_names, pa.string()),
+            "order_date": _pick(days, day_positions),
             "ordered_at": pa.array(ordered_at, pa.timestamp("us", tz="UTC")),
             "customer_id": pa.array(customer_ids, pa.int64()),
-            "product": pa.array(np.asarray([n for n, _ in PRODUCTS], object)[product_index]),
+            "product": _pick([name for name, _ in PRODUCTS], product_index),
             "quantity": pa.array(quantity, pa.int32()),
             "unit_price": pa.array(unit_price, pa.float64(), mask=price_missing),
-            "channel": pa.array(
-                np.asarray(CHANNELS, object)[_choice(_uniform(ids, seed, 9), CHANNEL_WEIGHTS)]
-            ),
-            "status": pa.array(
-                np.asarray(STATUSES, object)[_choice(_uniform(ids, seed, 10), STATUS_WEIGHTS)]
-            ),
+            "channel": _pick(CHANNELS, _choice(_uniform(ids, seed, 9), CHANNEL_WEIGHTS)),
+            "status": _pick(STATUSES, _choice(_uniform(ids, seed, 10), STATUS_WEIGHTS)),
         },
         schema=ORDERS_SCHEMA,
     )
@@ -168,12 +168,8 @@ def make_customers(batch: dict[str, np.ndarray], *, seed: int) -> pa.Table:
         {
             "customer_id": pa.array(ids, pa.int64()),
             "customer_name": pa.array([f"Customer {i:06d}" for i in ids], pa.string()),
-            "region": pa.array(
-                np.asarray(REGIONS, object)[(_uniform(ids, seed, 22) * len(REGIONS)).astype(int)]
-            ),
-            "segment": pa.array(
-                np.asarray(SEGMENTS, object)[_choice(_uniform(ids, seed, 23), SEGMENT_WEIGHTS)]
-            ),
+            "region": _pick(REGIONS, (_uniform(ids, seed, 22) * len(REGIONS)).astype(np.int64)),
+            "segment": _pick(SEGMENTS, _choice(_uniform(ids, seed, 23), SEGMENT_WEIGHTS)),
             "signup_date": pa.array(first_signup + signup_days, pa.int32()).cast(pa.date32()),
         },
         schema=CUSTOMERS_SCHEMA,
