@@ -51,9 +51,7 @@ def day_keys(days: int) -> list[str]:
 
 
 def run_dagster(root: Path, days: list[str], rows_per_day: int, customers: int) -> None:
-    import dagster as dg
-
-    from definitions.assets import ASSETS, DAILY_ASSETS
+    from definitions.runs import materialize_days
     from definitions.sources import OrderSource
     from resources.local import local_resources
 
@@ -61,20 +59,8 @@ def run_dagster(root: Path, days: list[str], rows_per_day: int, customers: int) 
         **local_resources(table_root=str(root)),
         "order_source": OrderSource(rows_per_day=rows_per_day, customers=customers),
     }
-    dimension = [a for a in ASSETS if a not in DAILY_ASSETS]
-    if not dg.materialize(dimension, resources=resources).success:
-        raise VerificationError("the customers run failed")
-    result = dg.materialize(
-        ASSETS,
-        selection=DAILY_ASSETS,
-        resources=resources,
-        tags={
-            "dagster/asset_partition_range_start": days[0],
-            "dagster/asset_partition_range_end": days[-1],
-        },
-    )
-    if not result.success:
-        raise VerificationError("the daily run failed")
+    if not all(result.success for result in materialize_days(resources, days)):
+        raise VerificationError("a Dagster run failed")
 
 
 def run_plain_ray(

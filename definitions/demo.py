@@ -30,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
     from definitions.assets import ASSETS, DAILY_ASSETS, daily
+    from definitions.runs import materialize_days
     from definitions.sources import OrderSource
     from resources.local import local_resources
 
@@ -49,22 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"materializing customers, then {len(DAILY_ASSETS)} daily assets for {days[0]}...{days[-1]}"
     )
-    customers = dg.materialize(
-        [a for a in ASSETS if a not in DAILY_ASSETS], resources=resources, instance=instance
-    )
-    daily_run = dg.materialize(
-        ASSETS,
-        selection=DAILY_ASSETS,
-        resources=resources,
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": days[0],
-            "dagster/asset_partition_range_end": days[-1],
-        },
-        raise_on_error=False,
-    )
-    if not (customers.success and daily_run.success):
-        for event in daily_run.all_events:
+    results = materialize_days(resources, days, instance=instance, raise_on_error=False)
+    if not all(result.success for result in results):
+        for event in (e for result in results for e in result.all_events):
             if event.is_step_failure:
                 print(event.step_failure_data.error.to_string(), file=sys.stderr)
         return 1

@@ -64,7 +64,7 @@ def dagster_cli(arguments: list[str], environment: dict[str, str]) -> subprocess
 @pytest.fixture(scope="module")
 def pipeline_root(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference pipeline materialized once for three days (one range run) into a fresh root."""
-    from definitions.assets import ASSETS, DAILY_ASSETS
+    from definitions.runs import materialize_days
     from resources.local import local_resources
 
     root = tmp_path_factory.mktemp("reference")
@@ -72,18 +72,8 @@ def pipeline_root(ray_session: str, tmp_path_factory: pytest.TempPathFactory) ->
         **local_resources(table_root=str(root)),
         "order_source": OrderSource(rows_per_day=ROWS_PER_DAY, customers=CUSTOMERS, seed=SEED),
     }
-    customers = [a for a in ASSETS if a not in DAILY_ASSETS]
-    assert dg.materialize(customers, resources=resources).success
-    result = dg.materialize(
-        ASSETS,
-        selection=DAILY_ASSETS,
-        resources=resources,
-        tags={
-            "dagster/asset_partition_range_start": DAYS[0],
-            "dagster/asset_partition_range_end": DAYS[-1],
-        },
-    )
-    assert result.success
+    results = materialize_days(resources, DAYS)
+    assert [result.success for result in results] == [True, True]
     return root
 
 
