@@ -10,12 +10,15 @@ as a package, so they import this module by putting their own directory on `sys.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
 import platform
 import statistics
+import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -118,3 +121,54 @@ def write_result(
         flush=True,
     )
     return path
+
+
+class VerificationError(RuntimeError):
+    """A run produced tables that do not hold what was written: its timing is meaningless."""
+
+
+def reproduce_command(
+    script: str, args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> str:
+    """The command line that repeats this run: the script plus every non-default argument."""
+    parts = [".venv/bin/python", script]
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = getattr(args, action.dest)
+        if value == action.default:
+            continue
+        flag = action.option_strings[0]
+        parts.append(flag if isinstance(action, argparse._StoreTrueAction) else f"{flag} {value}")
+    return " ".join(parts)
+
+
+def exit_code_of(run: Callable[[], None]) -> int:
+    """Run a benchmark: 0 when it finished (goals met or not), 1 when a verification failed,
+    2 on any other error; Ray is shut down either way."""
+    try:
+        run()
+        return 0
+    except VerificationError as error:
+        print(f"VERIFICATION FAILED: {error}", file=sys.stderr, flush=True)
+        return 1
+    except BaseException:  # noqa: BLE001 - reported, then the exit code says it failed
+        traceback.print_exc()
+        return 2
+    finally:
+        if "ray" in sys.modules:
+            import ray
+
+            ray.shutdown()
+
+
+def exit_now(code: int) -> None:
+    """Flush and leave without interpreter teardown.
+
+    deltalake's (tokio) runtime and Ray's threads can abort the process at exit on this machine,
+    which would turn a finished, reported run into a non-zero exit. Everything worth keeping is
+    written and flushed before this.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -28,20 +28,23 @@ import os
 import shutil
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script, not a package
 
 import pyarrow as pa  # noqa: E402
-from _results import median, timed, write_result  # noqa: E402
+from _results import (  # noqa: E402
+    VerificationError,
+    exit_code_of,
+    exit_now,
+    median,
+    reproduce_command,
+    timed,
+    write_result,
+)
 
 START = "2024-01-01"
-
-
-class VerificationError(RuntimeError):
-    """A run produced tables that do not hold what they should."""
 
 
 def day_keys(days: int) -> list[str]:
@@ -195,27 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     out = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
-    code = 0
     try:
-        code = run(args, out)
-    except VerificationError as error:
-        print(f"VERIFICATION FAILED: {error}", file=sys.stderr, flush=True)
-        code = 1
-    except BaseException:  # noqa: BLE001 - reported, then the exit code says it failed
-        traceback.print_exc()
-        code = 2
+        return exit_code_of(lambda: run(args, parser, out))
     finally:
         shutil.rmtree(out, ignore_errors=True)
-        if "ray" in sys.modules:
-            import ray
-
-            ray.shutdown()
-    return code
 
 
-def run(args: argparse.Namespace, out: Path) -> int:
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: Path) -> None:
     import ray
     from ray.data import DataContext
 
@@ -250,11 +242,7 @@ def run(args: argparse.Namespace, out: Path) -> int:
     if len(set(revenue_rows.values())) != 1:
         raise VerificationError(f"the two pipelines disagree on revenue rows: {revenue_rows}")
     medians = {m: median(s) for m, s in seconds.items()}
-    command = ".venv/bin/python bench/overhead.py" + "".join(
-        f" --{name.replace('_', '-')} {value}"
-        for name, value in vars(args).items()
-        if value != getattr(build_parser().parse_args([]), name)
-    )
+    command = reproduce_command("bench/overhead.py", args, parser)
     write_result(
         "overhead_vs_plain_ray",
         medians["D"] / medians["P"],
@@ -281,13 +269,7 @@ def run(args: argparse.Namespace, out: Path) -> int:
             "ray_cluster_cpus": ray.cluster_resources().get("CPU"),
         },
     )
-    return 0
 
 
 if __name__ == "__main__":
-    exit_code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # os._exit skips interpreter teardown: deltalake's runtime and Ray's threads can abort the
-    # process at exit on this machine, turning a finished, reported run into a failure.
-    os._exit(exit_code)
+    exit_now(main())

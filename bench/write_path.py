@@ -38,7 +38,6 @@ import os
 import shutil
 import sys
 import tempfile
-import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,7 +51,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script, not
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
-from _results import median, timed, write_result  # noqa: E402
+from _results import (  # noqa: E402
+    VerificationError,
+    exit_code_of,
+    exit_now,
+    median,
+    reproduce_command,
+    timed,
+    write_result,
+)
 
 from definitions.generator import ORDERS_SCHEMA, make_orders, mix64  # noqa: E402
 
@@ -67,10 +74,6 @@ METHOD_NAMES = {
     "B": "ray Dataset.write_delta",
     "C": "pyarrow stream -> write_deltalake",
 }
-
-
-class VerificationError(RuntimeError):
-    """A written table does not hold what was written: the timing is meaningless."""
 
 
 # ---------------------------------------------------------------------------- the data
@@ -241,20 +244,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argpa
     return args, parser
 
 
-def reproduce_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
-    """The command line that repeats this run: the script plus every non-default argument."""
-    parts = [".venv/bin/python", "bench/write_path.py"]
-    for action in parser._actions:
-        if not action.option_strings or action.dest == "help":
-            continue
-        value = getattr(args, action.dest)
-        if value == action.default:
-            continue
-        flag = action.option_strings[0]
-        parts.append(flag if isinstance(action, argparse._StoreTrueAction) else f"{flag} {value}")
-    return " ".join(parts)
-
-
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: Path) -> None:
     import ray
     from ray.data import DataContext
@@ -324,7 +313,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: Path) ->
         "warmup_seconds": warmup,
         "ray_cluster_cpus": ray.cluster_resources().get("CPU"),
     }
-    command = reproduce_command(args, parser)
+    command = reproduce_command("bench/write_path.py", args, parser)
     write_result(
         "write_vs_ray_write_delta",
         medians["B"] / medians["A"],
@@ -356,35 +345,17 @@ def main(argv: list[str] | None = None) -> int:
     args, parser = parse_args(argv)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-write-path-"))
     out.mkdir(parents=True, exist_ok=True)
-    code = 0
+    print(
+        f"write path: {args.rows:,} rows over {args.days} days, {args.repeats} repeat(s), "
+        f"{args.blocks} blocks, tables under {out}",
+        flush=True,
+    )
     try:
-        print(
-            f"write path: {args.rows:,} rows over {args.days} days, {args.repeats} repeat(s), "
-            f"{args.blocks} blocks, tables under {out}",
-            flush=True,
-        )
-        run(args, parser, out)
-    except VerificationError as error:
-        print(f"VERIFICATION FAILED: {error}", file=sys.stderr, flush=True)
-        code = 1
-    except BaseException:  # noqa: BLE001 - reported, then the exit code says it failed
-        traceback.print_exc()
-        code = 2
+        return exit_code_of(lambda: run(args, parser, out))
     finally:
         if args.out is None:
             shutil.rmtree(out, ignore_errors=True)
-        if "ray" in sys.modules:
-            import ray
-
-            ray.shutdown()
-    return code
 
 
 if __name__ == "__main__":
-    exit_code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # os._exit skips interpreter teardown: deltalake's (tokio) runtime and Ray's threads can
-    # abort the process at exit on this machine, which would turn a finished, reported run
-    # into a non-zero exit. Everything worth keeping is written and flushed above.
-    os._exit(exit_code)
+    exit_now(main())

@@ -95,12 +95,6 @@ def _pick(choices: Sequence[str], index: np.ndarray) -> pa.Array:
     return pa.array(choices, pa.string()).take(pa.array(index, pa.int64()))
 
 
-def order_ids(day: str, numbers: np.ndarray) -> np.ndarray:
-    """The order ids of order `numbers` (0-based, within the day) on `day` ("YYYY-MM-DD")."""
-    ordinal = dt.date.fromisoformat(day).toordinal()
-    return ordinal * MAX_ROWS_PER_DAY + numbers.astype(np.int64)
-
-
 def make_orders(
     batch: dict[str, np.ndarray],
     *,

@@ -12,9 +12,7 @@ from typing import Any
 import dagster as dg
 
 from definitions.assets import ASSETS, DAILY_ASSETS
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
+from ray_assets._compat import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 
 def materialize_days(
@@ -39,7 +37,7 @@ def materialize_days(
         selection=DAILY_ASSETS,
         resources=resources,
         instance=instance,
-        tags={RANGE_START_TAG: days[0], RANGE_END_TAG: days[-1]},
+        tags={ASSET_PARTITION_RANGE_START_TAG: days[0], ASSET_PARTITION_RANGE_END_TAG: days[-1]},
         raise_on_error=raise_on_error,
     )
     return [customers, daily_run]
