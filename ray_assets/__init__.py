@@ -9,12 +9,14 @@ deltalake; they load when a resource starts or a table is touched.
 from ray_assets.asset import ray_asset
 from ray_assets.errors import (
     CommitError,
+    ConcurrentWriteError,
     PartitionColumnError,
     PartitionKeyError,
     PipelineFailedError,
     RayAssetsError,
     SchemaMismatchError,
     StrayPartitionValuesError,
+    UnstorableValueError,
     UnsupportedTableError,
 )
 from ray_assets.io_manager import DeltaIOManager
@@ -26,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CommitError",
+    "ConcurrentWriteError",
     "DeltaIOManager",
     "DeltaStore",
     "PartitionColumnError",
@@ -37,6 +40,7 @@ __all__ = [
     "RayResource",
     "SchemaMismatchError",
     "StrayPartitionValuesError",
+    "UnstorableValueError",
     "UnsupportedTableError",
     "WriteResult",
     "ray_asset",

@@ -27,6 +27,15 @@ class SchemaMismatchError(RayAssetsError):
     """The data's schema differs from the table's schema."""
 
 
+class UnstorableValueError(RayAssetsError, ValueError):
+    """Values of a column cannot be stored exactly in the column's Delta type."""
+
+
+class ConcurrentWriteError(RayAssetsError):
+    """Another write committed the same partitions while this write ran, and the store was asked
+    to fail rather than replace them."""
+
+
 class PipelineFailedError(RayAssetsError):
     """The Ray pipeline of a materialization failed before anything was committed."""
 

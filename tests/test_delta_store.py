@@ -225,10 +225,10 @@ CRASH_BEFORE_COMMIT = textwrap.dedent(
     import os, sys
     import dagster as dg, numpy as np, ray, ray.data
     from ray_assets import DeltaStore, PartitionSlice
-    from ray_assets.storage import delta_store
+    from ray_assets.storage import delta_commit
 
     ray.init(address=sys.argv[1])
-    delta_store.DeltaStore._commit = lambda *args, **kwargs: os._exit(17)
+    delta_commit.SliceCommitter.commit = lambda *args, **kwargs: os._exit(17)
     days = ["2024-01-01", "2024-01-02"]
     data = ray.data.range(100).map_batches(
         lambda b: {"order_id": b["id"], "order_date": np.array(days, dtype=object)[b["id"] % 2],

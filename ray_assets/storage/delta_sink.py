@@ -23,7 +23,13 @@ from ray.data.datasource.datasink import Datasink  # noqa: TID253
 
 from ray_assets.errors import PartitionColumnError, SchemaMismatchError
 from ray_assets.partition_slice import PartitionSlice, canonical_partition_strings
-from ray_assets.storage.arrow_schema import delta_schema, schema_diff, to_delta_types
+from ray_assets.storage.arrow_schema import (
+    delta_schema,
+    refuse_untyped_columns,
+    schema_diff,
+    to_delta_types,
+    with_known_types,
+)
 from ray_assets.storage.file_stats import FileStats, TaskWriteReport, column_statistics
 from ray_assets.storage.filesystem import resolve_filesystem
 
@@ -34,12 +40,14 @@ _SEPARATOR = "\x1f"  # Dagster refuses control characters in partition keys
 
 
 def partition_directory(columns: Iterable[str], values: Iterable[str]) -> str:
-    """Hive directory of one partition: `col=value/...`, each value percent-encoded.
+    """Hive directory of one partition: `col=value/...`, names and values percent-encoded.
 
-    Encoding `/` keeps every partition inside the table root, whatever the key holds.
+    Encoding `/` and `=` keeps every partition one directory level per column inside the table
+    root, whatever the column name or the key holds (`Order Date/x` stays one level). Readers
+    take partition values from the Delta log, where the path is stored URI-encoded.
     """
     return "/".join(
-        f"{column}={quote(value, safe='-_.')}"
+        f"{quote(column, safe='-_.')}={quote(value, safe='-_.')}"
         for column, value in zip(columns, values, strict=True)
     )
 
@@ -56,6 +64,7 @@ class DeltaFilesSink(Datasink):
         partition_slice: PartitionSlice | None,
         expected_schema: pa.Schema | None,
         write_uuid: str,
+        declared_types: Mapping[str, pa.DataType] | None = None,
         compression: str = "snappy",
     ) -> None:
         self._table_uri = table_uri
@@ -64,6 +73,7 @@ class DeltaFilesSink(Datasink):
         self._partition_slice = partition_slice
         self._allowed_values: frozenset[tuple[str, ...]] | None = None
         self._expected_schema = expected_schema
+        self._declared_types = dict(declared_types or {})
         self._write_uuid = write_uuid
         self._compression = compression
         self.reports: list[TaskWriteReport] = []
@@ -101,15 +111,18 @@ class DeltaFilesSink(Datasink):
                 f"the data has no partition column {missing}; its columns are {normalized.names}"
             )
         reference = self._expected_schema or seen
-        if reference is None:
-            return normalized
-        diff = schema_diff(reference, normalized)
-        if diff:
-            against = "the table" if self._expected_schema is not None else "earlier blocks"
-            raise SchemaMismatchError(
-                f"the data's schema differs from {against}, column by column:\n" + "\n".join(diff)
-            )
-        return reference
+        normalized = with_known_types(normalized, reference, self._declared_types)
+        if reference is not None:
+            diff = schema_diff(reference, normalized)
+            if diff:
+                against = "the table" if self._expected_schema is not None else "earlier blocks"
+                raise SchemaMismatchError(
+                    f"the data's schema differs from {against}, column by column:\n"
+                    + "\n".join(diff)
+                )
+            return reference
+        refuse_untyped_columns(normalized)
+        return normalized
 
     def _split_by_partition(
         self, table: pa.Table, report: TaskWriteReport

@@ -12,8 +12,6 @@ committed data).
 
 from __future__ import annotations
 
-import random
-import re
 import time
 import uuid
 from collections import Counter
@@ -26,16 +24,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_assets.errors import (
-    CommitError,
     PartitionColumnError,
-    PipelineFailedError,
     RayAssetsError,
     SchemaMismatchError,
     StrayPartitionValuesError,
     UnsupportedTableError,
 )
 from ray_assets.partition_slice import PartitionSlice, partition_text, partition_value_scalar
+from ray_assets.storage.delta_commit import (
+    MARKER,
+    WRITE_ID_KEY,
+    ConcurrentCommit,
+    OnConcurrentWrite,
+    SliceCommitter,
+    commit_version,
+    refuse_unknown_policy,
+)
 from ray_assets.storage.filesystem import normalize_table_uri, redact_uri, resolve_filesystem
+from ray_assets.storage.ray_errors import pipeline_error
 
 if TYPE_CHECKING:
     import ray.data
@@ -47,9 +53,6 @@ if TYPE_CHECKING:
 DEFAULT_MAX_TASK_RETRIES = 3
 """Crashed Ray tasks are retried this often (Ray's default is forever); see `RayResource`."""
 
-_MARKER = "ray_assets"
-_COMMIT_SEARCH_DEPTH = 1000
-"""How far back to look for a commit of ours: concurrent writers add a few versions, not more."""
 _UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping"}
 
 
@@ -79,10 +82,30 @@ class WriteResult:
     table_row_count: int
     duration_s: float
     stats_by_file: list[FileStats] = field(default_factory=list, repr=False)
+    concurrent_commits: list[ConcurrentCommit] = field(default_factory=list)
+    """Commits of other writers to this write's partitions made while it ran; it replaced them."""
+    emptied_partitions: dict[str, int] = field(default_factory=dict)
+    """Partition key -> rows it held before this write left it empty ("" when unpartitioned)."""
 
     @property
     def rows_per_second(self) -> float:
         return self.rows_written / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a user must hear about this write although it succeeded."""
+        messages = [
+            f"{commit.describe()} while this write ran; this write replaced those rows "
+            "(the last writer wins; on_concurrent_write='fail' fails instead)"
+            for commit in self.concurrent_commits
+        ]
+        if self.emptied_partitions:
+            emptied = ", ".join(
+                f"{key!r} ({rows} rows before)" if key else f"the table ({rows} rows before)"
+                for key, rows in self.emptied_partitions.items()
+            )
+            messages.append(f"the output had no rows for {emptied}: this write left them empty")
+        return messages
 
 
 class DeltaStore:
@@ -91,7 +114,11 @@ class DeltaStore:
     `table_uri` is a local path or an object-store URI; `storage_options` are delta-rs storage
     options (also used for the pyarrow filesystem of the Ray tasks). `max_commit_attempts`
     bounds our retries (with jitter) when concurrent writers of other partitions win the race
-    more often than delta-rs's own `max_commit_retries` absorbs.
+    more often than delta-rs's own `max_commit_retries` absorbs. `on_concurrent_write` says what
+    a write does when another write committed some of the same partitions while it ran:
+    `"warn"` replaces them and reports it in `WriteResult.warnings`, `"fail"` raises
+    `ConcurrentWriteError` and commits nothing. Either way a partition never holds two writes'
+    rows.
     """
 
     def __init__(
@@ -101,11 +128,13 @@ class DeltaStore:
         storage_options: Mapping[str, str] | None = None,
         max_commit_attempts: int = 8,
         max_commit_retries: int = 100,
+        on_concurrent_write: OnConcurrentWrite = "warn",
     ) -> None:
         self.table_uri = normalize_table_uri(table_uri)
         self.storage_options = dict(storage_options or {})
         self.max_commit_attempts = max_commit_attempts
         self.max_commit_retries = max_commit_retries
+        self.on_concurrent_write = refuse_unknown_policy(on_concurrent_write)
 
     # ------------------------------------------------------------------ table state
     def open_table(self, version: int | None = None) -> DeltaTable | None:
@@ -135,11 +164,27 @@ class DeltaStore:
         partition_slice: PartitionSlice,
         *,
         write_id: str | None = None,
+        declared_types: Mapping[str, pa.DataType] | None = None,
     ) -> WriteResult:
         """Execute `data` once and replace exactly `partition_slice` with its rows, in one commit.
 
-        `write_id` names the logical write (a Dagster run id): a second write with the same id
-        and slice finds the first commit's transaction identifier and changes nothing.
+        Args:
+            data: the lazy pipeline; it is executed once, streaming, by Ray tasks.
+            partition_slice: the partitions this write replaces (and the only ones its rows
+                may belong to).
+            write_id: names the logical write (a Dagster run id): a second write with the same
+                id and slice finds the first commit's transaction identifier and changes
+                nothing.
+            declared_types: column types to use where the data has none (a column whose values
+                are all null), for example from the asset's `dagster/column_schema`.
+
+        Raises:
+            StrayPartitionValuesError, SchemaMismatchError, PartitionColumnError: the data does
+                not fit the slice or the table; nothing was committed.
+            PipelineFailedError: the pipeline failed; nothing was committed.
+            ConcurrentWriteError: another write committed some of these partitions while this
+                one ran, and `on_concurrent_write="fail"`.
+            CommitError: the commit could not be made; the table is at its previous version.
         """
         from ray.data.context import DataContext
 
@@ -148,14 +193,23 @@ class DeltaStore:
 
         started = time.perf_counter()
         what = f"{partition_slice.describe()}, table {redact_uri(self.table_uri)}"
-        app_id = _app_id(write_id or uuid.uuid4().hex, partition_slice)
+        write_id = write_id or uuid.uuid4().hex
+        app_id = _app_id(write_id, partition_slice)
         table = self.open_table()
         expected_schema = None
         if table is not None:
-            self._check_table_layout(table, partition_slice, what)
+            self.check_table_layout(table, partition_slice, what)
             expected_schema = self.table_schema(table)
             if table.transaction_version(app_id) is not None:
                 return self._already_committed(table, app_id, started)
+        committer = SliceCommitter(
+            self,
+            partition_slice,
+            app_id=app_id,
+            read_version=None if table is None else table.version(),
+            on_concurrent_write=self.on_concurrent_write,
+            what=what,
+        )
 
         max_retries = DataContext.get_current().get_config(
             "ray_assets.max_task_retries", DEFAULT_MAX_TASK_RETRIES
@@ -167,41 +221,45 @@ class DeltaStore:
             partition_slice=partition_slice if partition_slice.is_partitioned else None,
             expected_schema=expected_schema,
             write_uuid=uuid.uuid4().hex[:16],
+            declared_types=declared_types,
         )
         bound_task_retries(data, max_retries)
         try:
             data.write_datasink(sink, ray_remote_args={"max_retries": max_retries})
         except Exception as error:  # noqa: BLE001 - re-raised with asset, partitions and cause
-            raise _pipeline_error(error, what) from error
+            raise pipeline_error(error, what) from error
 
         files = [stats for report in sink.reports for stats in report.files]
         _raise_on_stray_values(sink.reports, partition_slice, what)
         schema = _single_schema(sink.reports, expected_schema, what)
         partitions = _partition_stats(files, partition_slice, schema)
         custom = {
-            f"{_MARKER}.app_id": app_id,
-            f"{_MARKER}.slice": partition_slice.describe(),
-            f"{_MARKER}.rows": sum(s.num_rows for s in files),
-            f"{_MARKER}.partitions": {
+            f"{MARKER}.app_id": app_id,
+            WRITE_ID_KEY: write_id,
+            f"{MARKER}.slice": partition_slice.describe(),
+            f"{MARKER}.rows": sum(s.num_rows for s in files),
+            f"{MARKER}.partitions": {
                 key: [p.rows, p.files, p.bytes] for key, p in partitions.items()
             },
         }
-        version, committed = self._commit(files, schema, partition_slice, app_id, custom, what)
+        outcome = committer.commit(files, schema, custom)
         return WriteResult(
             table_uri=redact_uri(self.table_uri),
-            table_version=version,
-            committed=committed,
+            table_version=outcome.table_version,
+            committed=outcome.committed,
             rows_written=sum(s.num_rows for s in files),
             files_written=len(files),
             bytes_written=sum(s.size_bytes for s in files),
             partitions=partitions,
             schema=schema,
-            table_row_count=self._row_count(version),
+            table_row_count=self._row_count(outcome.table_version),
             duration_s=time.perf_counter() - started,
             stats_by_file=files,
+            concurrent_commits=outcome.concurrent,
+            emptied_partitions=outcome.emptied,
         )
 
-    def _check_table_layout(
+    def check_table_layout(
         self, table: DeltaTable, partition_slice: PartitionSlice, what: str
     ) -> None:
         partition_columns = list(table.metadata().partition_columns)
@@ -221,116 +279,18 @@ class DeltaStore:
                         f"column '{column}' of type {kind}. Nothing was written."
                     )
 
-    def _commit(
-        self,
-        files: Sequence[FileStats],
-        schema: pa.Schema,
-        partition_slice: PartitionSlice,
-        app_id: str,
-        custom: dict[str, Any],
-        what: str,
-    ) -> tuple[int, bool]:
-        from deltalake import CommitProperties, Schema, Transaction
-        from deltalake.exceptions import CommitFailedError
-        from deltalake.transaction import AddAction, create_table_with_add_actions
-
-        from ray_assets.storage.delta_sink import modification_time_ms
-
-        now = modification_time_ms()
-        adds = [
-            AddAction(
-                path=stats.path,
-                size=stats.size_bytes,
-                partition_values=stats.partition_values,
-                modification_time=now,
-                data_change=True,
-                stats=stats.delta_stats_json(),
-            )
-            for stats in files
-        ]
-        filters = partition_slice.delta_partition_filters(_column_types(schema, partition_slice))
-        last_error: Exception | None = None
-        for attempt in range(1, self.max_commit_attempts + 1):
-            table = self.open_table()
-            if table is not None and table.transaction_version(app_id) is not None:
-                return self._commit_version(table, app_id), attempt > 1
-            properties = CommitProperties(
-                custom_metadata=custom,
-                max_commit_retries=self.max_commit_retries,
-                app_transactions=[Transaction(app_id, 0)],
-            )
-            try:
-                if table is None:
-                    create_table_with_add_actions(
-                        self.table_uri,
-                        Schema.from_arrow(schema),
-                        adds,
-                        mode="error",
-                        partition_by=list(partition_slice.columns) or None,
-                        storage_options=self.storage_options or None,
-                        commit_properties=properties,
-                    )
-                else:
-                    table.create_write_transaction(
-                        adds,
-                        mode="overwrite",
-                        schema=table.schema(),
-                        partition_by=list(partition_slice.columns) or None,
-                        partition_filters=filters,
-                        commit_properties=properties,
-                    )
-                committed = self.open_table()
-                assert committed is not None
-                return self._commit_version(committed, app_id), True
-            except CommitFailedError as error:
-                last_error = error
-            except Exception as error:  # noqa: BLE001 - the outcome may be ambiguous; re-check
-                last_error = error
-                current = self.open_table()
-                if current is not None and current.transaction_version(app_id) is not None:
-                    return self._commit_version(current, app_id), True
-                if table is not None or current is None:
-                    break  # not a lost race: a real error
-            time.sleep(random.uniform(0, min(5.0, 0.1 * 2**attempt)))
-        raise CommitError(
-            f"{what}: the Delta commit failed after {attempt} attempt(s); the table is still at "
-            f"its previous version. Cause: {_short(last_error)}"
-        ) from last_error
-
-    def _commit_version(self, table: DeltaTable, app_id: str) -> int:
-        """The table version whose commit carries `app_id`'s transaction.
-
-        Read from the commit files themselves, newest first: `DeltaTable.history()` numbers its
-        entries from the latest version in storage rather than the loaded one, so with a
-        concurrent writer it can be off by one (observed: our version 1 reported as 0).
-        """
-        import json
-
-        filesystem, root = resolve_filesystem(self.table_uri, self.storage_options)
-        newest = table.version()
-        for version in range(newest, max(-1, newest - _COMMIT_SEARCH_DEPTH), -1):
-            try:
-                with filesystem.open_input_stream(f"{root}/_delta_log/{version:020d}.json") as f:
-                    lines = f.read().decode().splitlines()
-            except FileNotFoundError:
-                break  # cleaned up by log retention: older than anything we look for
-            for line in lines:
-                if '"txn"' in line and json.loads(line).get("txn", {}).get("appId") == app_id:
-                    return version
-        return newest
-
     def _already_committed(self, table: DeltaTable, app_id: str, started: float) -> WriteResult:
-        version = self._commit_version(table, app_id)
-        info = next((i for i in table.history() if i.get(f"{_MARKER}.app_id") == app_id), {})
+        version = commit_version(self, table, app_id)
+        info = next((i for i in table.history() if i.get(f"{MARKER}.app_id") == app_id), {})
         partitions = {
             key: PartitionWriteStats(*values)
-            for key, values in (info.get(f"{_MARKER}.partitions") or {}).items()
+            for key, values in (info.get(f"{MARKER}.partitions") or {}).items()
         }
         return WriteResult(
             table_uri=redact_uri(self.table_uri),
             table_version=version,
             committed=False,
-            rows_written=int(info.get(f"{_MARKER}.rows", 0)),
+            rows_written=int(info.get(f"{MARKER}.rows", 0)),
             files_written=sum(p.files for p in partitions.values()),
             bytes_written=sum(p.bytes for p in partitions.values()),
             partitions=partitions,
@@ -347,6 +307,16 @@ class DeltaStore:
         if actions.num_rows == 0:
             return 0
         return int(pc.sum(actions.column("num_records")).as_py() or 0)
+
+    def rows_by_partition(
+        self, table: DeltaTable, partition_slice: PartitionSlice
+    ) -> dict[tuple[str, ...], int]:
+        """Rows the table holds in each partition of the slice (by stored values; `()` when whole)."""
+        rows: Counter[tuple[str, ...]] = Counter()
+        for data_file in self._files_of(table, partition_slice):
+            values = tuple(data_file.partition_values[c] for c in partition_slice.columns)
+            rows[values] += data_file.num_rows or 0
+        return dict(rows)
 
     # ------------------------------------------------------------------ read
     def data_files(
@@ -457,7 +427,7 @@ class DeltaStore:
 
 
 def _app_id(write_id: str, partition_slice: PartitionSlice) -> str:
-    return f"{_MARKER}-{partition_slice.fingerprint()}-{write_id}"
+    return f"{MARKER}-{partition_slice.fingerprint()}-{write_id}"
 
 
 def _column_types(schema: pa.Schema, partition_slice: PartitionSlice) -> dict[str, pa.DataType]:
@@ -532,65 +502,3 @@ def _single_schema(reports: Sequence[Any], expected: pa.Schema | None, what: str
                 f"{what}: blocks of the pipeline disagree on the schema:\n" + "\n".join(diff)
             )
     return schemas[0]
-
-
-def _pipeline_error(error: Exception, what: str) -> RayAssetsError:
-    ours = _find_cause(error, RayAssetsError)
-    if ours is not None:
-        return type(ours)(f"{what}: {ours}. Nothing was committed.")
-    return PipelineFailedError(
-        f"{what}: the Ray pipeline failed, nothing was committed and the table is at its "
-        f"previous version. Cause: {_short(error)}"
-    )
-
-
-def _find_cause(error: BaseException | None, kind: type[BaseException]) -> BaseException | None:
-    """The innermost exception of type `kind` in a (Ray-wrapped) chain.
-
-    Ray re-raises a task's exception as `RayTaskError(<type>)`, an instance of the original
-    type whose text is a traceback; its `cause` attribute is the original, with its own text.
-    """
-    found = None
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, kind):
-            found = error
-        error = getattr(error, "cause", None) or error.__cause__ or error.__context__
-    return found
-
-
-_EXCEPTION_LINE = re.compile(
-    r"^(?!ray\.)([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): (.*)$"
-)
-_FRAME_LINE = re.compile(r'^\s*File "(.+)", line (\d+), in (.+)$')
-
-
-def _short(error: BaseException | None) -> str:
-    """The root cause of a (Ray-wrapped) exception as one readable line.
-
-    Ray keeps a task's original exception only as traceback text inside `RayTaskError`; the
-    first exception line of that text is the root cause, and the frame above it says where.
-    """
-    if error is None:
-        return "unknown"
-    lines = str(error).splitlines()
-    frame = None
-    for line in lines:
-        match = _FRAME_LINE.match(line)
-        if match:
-            frame = match
-            continue
-        match = _EXCEPTION_LINE.match(line.strip())
-        if match:
-            where = f" (in {frame.group(3)}, {frame.group(1)}:{frame.group(2)})" if frame else ""
-            return f"{match.group(1)}: {match.group(2)}{where}"[:2000]
-    text = [line for line in lines if line.strip()]
-    message = f"{type(error).__name__}: {text[0] if text else ''}"
-    if "made no progress" in message:
-        message += (
-            " A stage may ask for more CPUs or GPUs than the cluster has, or an actor pool may "
-            "hold every CPU so the read stage never runs; if the pipeline is legitimately this "
-            "slow, raise RayResource.no_progress_timeout_s."
-        )
-    return message[:2000]

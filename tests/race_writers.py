@@ -1,0 +1,76 @@
+"""A writer process for the race tests: it writes the same partitions as its twin, round by round.
+
+Each round both processes execute their pipeline, then meet at a barrier placed right before the
+commit (the widest window a race can have: both have read the table before either commits),
+then commit. What each write reported goes back through a queue. The module is imported by
+`multiprocessing`'s spawn start method, so it holds only what the child needs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+ROWS_BY_WRITER = {"a": 5, "b": 7}
+"""Each writer writes a different number of rows, so a doubled partition is plain to see."""
+START = dt.date(2024, 3, 1)
+
+
+def day_of(round_index: int) -> str:
+    return (START + dt.timedelta(days=round_index)).isoformat()
+
+
+def rows_of(writer: str, day: str, amount_type: str) -> Any:
+    import pyarrow as pa
+
+    count = ROWS_BY_WRITER[writer]
+    amounts = pa.array(range(count), pa.int64()).cast(amount_type)
+    return pa.table({"order_date": [day] * count, "writer": [writer] * count, "amount": amounts})
+
+
+def run_writer(
+    gcs_address: str,
+    writer: str,
+    scenarios: list[dict[str, Any]],
+    barrier: Any,
+    results: Any,
+) -> None:
+    """Run every scenario's rounds; put one `(scenario, round, outcome)` record per write."""
+    import dagster as dg
+    import ray
+    import ray.data
+    from ray.data import DataContext
+
+    from ray_assets import DeltaStore, PartitionSlice, RayAssetsError
+    from ray_assets.storage import delta_commit
+
+    ray.init(address=gcs_address, log_to_driver=False)
+    DataContext.get_current().enable_progress_bars = False
+    commit = delta_commit.SliceCommitter.commit
+
+    def commit_at_barrier(self: Any, *args: Any, **kwargs: Any) -> Any:
+        barrier.wait(timeout=120)
+        return commit(self, *args, **kwargs)
+
+    delta_commit.SliceCommitter.commit = commit_at_barrier  # type: ignore[method-assign]
+    daily = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+    for scenario in scenarios:
+        for round_index in range(scenario["rounds"]):
+            day = day_of(round_index)
+            uri = scenario["uri"].format(round=round_index)
+            store = DeltaStore(uri, on_concurrent_write=scenario["mode"])
+            data = ray.data.from_arrow(rows_of(writer, day, scenario["amount_type"][writer]))
+            partition = PartitionSlice.from_keys(daily, [day], "order_date", asset_key="orders")
+            try:
+                result = store.write(data, partition, write_id=f"{writer}-{round_index}")
+                outcome = {
+                    "status": "ok",
+                    "version": result.table_version,
+                    "replaced": [
+                        (c.table_version, list(c.partition_keys)) for c in result.concurrent_commits
+                    ],
+                    "warnings": result.warnings,
+                }
+            except RayAssetsError as error:
+                outcome = {"status": type(error).__name__, "message": str(error)}
+            results.put((scenario["name"], round_index, writer, outcome))

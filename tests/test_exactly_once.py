@@ -1,0 +1,132 @@
+"""Exactly once when writers race: two real processes commit the same partitions at once.
+
+Both processes connect to the suite's Ray, execute their pipelines, and meet at a barrier right
+before the commit of every round, so each round is a true race on one partition (new to the
+table, where delta-rs alone lets both commits land). Afterwards every partition must hold
+exactly one writer's rows, and the write that lost must have failed or been told.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ray_assets import DeltaStore, PartitionSlice
+from tests.conftest import delta_log_rows
+from tests.race_writers import ROWS_BY_WRITER, day_of, run_writer
+
+ROUNDS = 8
+DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+
+
+@pytest.fixture(scope="module")
+def races(ray_session, tmp_path_factory) -> dict[str, Any]:
+    """Run every race scenario once with two writer processes; outcomes by scenario and round."""
+    root = tmp_path_factory.mktemp("races")
+    scenarios = [
+        {
+            "name": "warn",
+            "mode": "warn",
+            "uri": str(root / "warn"),
+            "rounds": ROUNDS,
+            "amount_type": {"a": "float64", "b": "float64"},
+        },
+        {
+            "name": "fail",
+            "mode": "fail",
+            "uri": str(root / "fail"),
+            "rounds": ROUNDS,
+            "amount_type": {"a": "float64", "b": "float64"},
+        },
+        {
+            "name": "types",
+            "mode": "warn",
+            "uri": str(root / "types-{round}"),
+            "rounds": ROUNDS // 2,
+            "amount_type": {"a": "float64", "b": "int64"},
+        },
+    ]
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(2), spawn.Queue()
+    writers = [
+        spawn.Process(target=run_writer, args=(ray_session, name, scenarios, barrier, results))
+        for name in ROWS_BY_WRITER
+    ]
+    for process in writers:
+        process.start()
+    expected = 2 * sum(s["rounds"] for s in scenarios)
+    outcomes: dict[str, dict[int, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for _ in range(expected):
+        scenario, round_index, writer, outcome = results.get(timeout=300)
+        outcomes[scenario][round_index][writer] = outcome
+    for process in writers:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    return {"outcomes": outcomes, "scenarios": {s["name"]: s for s in scenarios}}
+
+
+def writers_in(uri: str, day: str) -> list[str]:
+    partition = PartitionSlice.from_keys(DAILY, [day], "order_date", asset_key="orders")
+    return [row["writer"] for row in DeltaStore(uri).read(partition, ["writer"]).take_all()]
+
+
+def test_racing_warn_writers_leave_one_writers_rows_and_the_last_one_is_told(races) -> None:
+    uri = races["scenarios"]["warn"]["uri"]
+    counts = delta_log_rows(uri)
+    for round_index, outcome in races["outcomes"]["warn"].items():
+        day = day_of(round_index)
+        assert {o["status"] for o in outcome.values()} == {"ok"}, outcome
+        last = max(outcome, key=lambda w: outcome[w]["version"])
+        first = min(outcome, key=lambda w: outcome[w]["version"])
+        assert writers_in(uri, day) == [last] * ROWS_BY_WRITER[last]
+        assert counts[day] == ROWS_BY_WRITER[last]
+        # the write that replaced the other's rows says which partition and which commit
+        assert outcome[last]["replaced"] == [(outcome[first]["version"], [day])]
+        assert (
+            f"'{day}' committed by ray_assets write '{first}-{round_index}'"
+            in (outcome[last]["warnings"][0])
+        )
+        assert not outcome[first]["replaced"]
+
+
+def test_racing_fail_writers_leave_the_winners_rows_and_the_loser_fails(races) -> None:
+    uri = races["scenarios"]["fail"]["uri"]
+    counts = delta_log_rows(uri)
+    for round_index, outcome in races["outcomes"]["fail"].items():
+        day = day_of(round_index)
+        statuses = sorted(o["status"] for o in outcome.values())
+        assert statuses == ["ConcurrentWriteError", "ok"], outcome
+        winner = next(w for w, o in outcome.items() if o["status"] == "ok")
+        loser = next(w for w in outcome if w != winner)
+        assert writers_in(uri, day) == [winner] * ROWS_BY_WRITER[winner]
+        assert counts[day] == ROWS_BY_WRITER[winner]
+        message = outcome[loser]["message"]
+        assert f"asset 'orders', partition '{day}'" in message
+        assert f"committed by ray_assets write '{winner}-{round_index}'" in message
+        assert "Nothing was committed" in message
+
+
+def test_racing_creators_with_different_types_never_mix_the_table(races) -> None:
+    scenario = races["scenarios"]["types"]
+    for round_index, outcome in races["outcomes"]["types"].items():
+        uri = scenario["uri"].format(round=round_index)
+        statuses = sorted(o["status"] for o in outcome.values())
+        assert statuses == ["SchemaMismatchError", "ok"], outcome
+        winner = next(w for w, o in outcome.items() if o["status"] == "ok")
+        loser = next(w for w in outcome if w != winner)
+        assert "amount: table has" in outcome[loser]["message"]
+        assert "Nothing was committed" in outcome[loser]["message"]
+        table_type = pa.schema(DeltaStore(uri).open_table().schema().to_arrow()).field("amount")
+        assert table_type.type == pa.from_numpy_dtype(scenario["amount_type"][winner])
+        files = DeltaStore(uri).data_files(PartitionSlice.unpartitioned("orders"))
+        assert files
+        for data_file in files:
+            assert pq.read_schema(Path(data_file.path)).field("amount").type == table_type.type
+        assert writers_in(uri, day_of(round_index)) == [winner] * ROWS_BY_WRITER[winner]
