@@ -19,10 +19,10 @@ from typing import Any
 import dagster as dg
 
 from ray_assets._compat import resource_param_names
-from ray_assets.errors import PartitionColumnError
+from ray_assets.errors import PartitionColumnError, PartitionKeyError
 from ray_assets.io_manager import DeltaIOManager
 from ray_assets.metadata import materialization_metadata, partition_metadata
-from ray_assets.partition_slice import PartitionColumn, _resolve_columns
+from ray_assets.partition_slice import PartitionColumn, _resolve_columns, empty_selection_message
 
 DEFAULT_IO_MANAGER_KEY = "delta_io_manager"
 RAY_RESOURCE_KEY = "ray"
@@ -66,6 +66,7 @@ def ray_asset(
 
         @functools.wraps(fn)
         def body(context: dg.AssetExecutionContext, **kwargs: Any) -> dg.MaterializeResult:
+            _refuse_empty_selection(context)
             for resource_name in resource_names:
                 kwargs[resource_name] = getattr(context.resources, resource_name)
             getattr(context.resources, RAY_RESOURCE_KEY)  # Ray is up before the body runs
@@ -157,6 +158,15 @@ def _check_partition_column(
     _resolve_columns(partitions_def, partition_column, name)
 
 
+def _refuse_empty_selection(context: dg.AssetExecutionContext) -> None:
+    """A reversed or empty range fails before the body runs: it would commit an empty version."""
+    if context.assets_def.partitions_def is None or context.partition_keys:
+        return
+    raise PartitionKeyError(
+        empty_selection_message(context.asset_key.to_user_string(), context.partition_key_range)
+    )
+
+
 def _store(
     context: dg.AssetExecutionContext,
     output: Any,
@@ -180,7 +190,10 @@ def _store(
         partition_column=partition_column,
         write_id=context.run_id,
         dynamic_partitions_store=context.instance,
+        definition_metadata=context.assets_def.metadata_by_key.get(asset_key),
     )
+    for warning in result.warnings:
+        context.log.warning(f"{asset_key.to_user_string()}: {warning}")
     for key, stats in result.partitions.items():
         context.add_asset_metadata(partition_metadata(stats), partition_key=key)
     verb = "committed" if result.committed else "was already committed by this run at"

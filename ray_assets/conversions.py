@@ -7,6 +7,7 @@ the user asks for pandas.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -51,3 +52,21 @@ def from_dataset(dataset: ray.data.Dataset, target: Any) -> Any:
     if pd is not None and target is pd.DataFrame:
         return dataset.to_pandas()
     return dataset
+
+
+def empty_input(schema: pa.Schema, columns: Sequence[str] | None, target: Any) -> Any:
+    """An input with no rows, of `schema` (projected to `columns`), in the type `target` asks for."""
+    import ray.data
+
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns if c in schema.names])
+    empty = schema.empty_table()
+    if target is pa.Table:
+        return empty
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover
+        pd = None
+    if pd is not None and target is pd.DataFrame:
+        return empty.to_pandas()
+    return ray.data.from_arrow(empty)

@@ -10,14 +10,20 @@ annotation picks what it receives (a lazy `ray.data.Dataset` unless it asks for 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import dagster as dg
+import pyarrow as pa
 from pydantic import Field
 
-from ray_assets.conversions import from_dataset, to_dataset
-from ray_assets.metadata import materialization_metadata, partition_metadata
+from ray_assets.conversions import empty_input, from_dataset, to_dataset
+from ray_assets.errors import RayAssetsError
+from ray_assets.metadata import (
+    declared_column_types,
+    materialization_metadata,
+    partition_metadata,
+)
 from ray_assets.partition_slice import PartitionColumn, PartitionSlice
 from ray_assets.storage.delta_store import DeltaStore, WriteResult
 from ray_assets.storage.filesystem import join_uri
@@ -40,6 +46,14 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         description="Commit attempts (with jittered backoff) when concurrent writers of other "
         "partitions keep winning the race.",
     )
+    on_concurrent_write: Literal["warn", "fail"] = Field(
+        default="warn",
+        description="When another run committed some of the same partitions while this run "
+        "wrote them: 'warn' replaces that run's rows (the last writer wins) and says so in the "
+        "run's log and the materialization's `warnings` metadata; 'fail' commits nothing and "
+        "fails the run with ConcurrentWriteError. Either way a partition never holds two runs' "
+        "rows.",
+    )
 
     def table_uri(self, asset_key: dg.AssetKey) -> str:
         """Where the table of `asset_key` lives."""
@@ -50,6 +64,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             self.table_uri(asset_key),
             storage_options=self.storage_options,
             max_commit_attempts=self.max_commit_attempts,
+            on_concurrent_write=self.on_concurrent_write,
         )
 
     # ------------------------------------------------------------------ writing
@@ -63,8 +78,13 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         partition_column: PartitionColumn | None,
         write_id: str,
         dynamic_partitions_store: Any = None,
+        definition_metadata: Mapping[str, Any] | None = None,
     ) -> WriteResult:
-        """Store one materialization: the single entry point of both `ray_asset` and `handle_output`."""
+        """Store one materialization: the single entry point of both `ray_asset` and `handle_output`.
+
+        `definition_metadata` is the asset's; its `dagster/column_schema` types the columns a
+        pipeline leaves all-null.
+        """
         name = asset_key.to_user_string()
         partition_slice = PartitionSlice.from_keys(
             partitions_def,
@@ -74,12 +94,24 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             dynamic_partitions_store=dynamic_partitions_store,
         )
         dataset = to_dataset(obj, partition_slice.describe())
-        return self.store_for(asset_key).write(dataset, partition_slice, write_id=write_id)
+        return self.store_for(asset_key).write(
+            dataset,
+            partition_slice,
+            write_id=write_id,
+            declared_types=declared_column_types(definition_metadata),
+        )
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        name = context.asset_key.to_user_string()
         if obj is None:
-            context.log.info(f"{context.asset_key.to_user_string()}: no output to store.")
-            return
+            # Dagster's own database IO managers refuse it too: a materialization with no table
+            # behind it would tell every downstream asset and sensor that data exists.
+            raise RayAssetsError(
+                f"Asset '{name}' returned None, so there is nothing to store in its Delta table. "
+                "Return a ray.data.Dataset, pyarrow.Table or pandas.DataFrame; if the asset "
+                "stores its data itself, annotate its return type '-> None' (Dagster then does "
+                "not call the IO manager)."
+            )
         partitioned = context.has_asset_partitions
         keys = list(context.asset_partition_keys) if partitioned else None
         result = self.write_asset(
@@ -90,7 +122,10 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             partition_column=(context.definition_metadata or {}).get("partition_expr"),
             write_id=context.run_id,
             dynamic_partitions_store=_instance_of(context),
+            definition_metadata=context.definition_metadata,
         )
+        for warning in result.warnings:
+            context.log.warning(f"{name}: {warning}")
         metadata = materialization_metadata(result, context.asset_key)
         if keys and len(keys) == 1:
             metadata.update(partition_metadata(result.partitions[keys[0]]))
@@ -106,6 +141,13 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         upstream = context.upstream_output
         upstream_metadata = (upstream.definition_metadata if upstream else None) or {}
         name = context.asset_key.to_user_string()
+        columns = (context.definition_metadata or {}).get("columns")
+        store = self.store_for(context.asset_key)
+        if context.has_asset_partitions and not context.asset_partition_keys:
+            # The mapping selects no partition (a self-dependent asset's first partition): an
+            # empty input, as Dagster's database IO managers give.
+            schema = _empty_input_schema(store, upstream_metadata)
+            return empty_input(schema, columns, context.dagster_type.typing_type)
         if context.has_asset_partitions:
             partition_slice = PartitionSlice.from_keys(
                 context.asset_partitions_def,
@@ -116,9 +158,16 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             )
         else:
             partition_slice = PartitionSlice.unpartitioned(name)
-        columns = (context.definition_metadata or {}).get("columns")
-        dataset = self.store_for(context.asset_key).read(partition_slice, columns)
+        dataset = store.read(partition_slice, columns)
         return from_dataset(dataset, context.dagster_type.typing_type)
+
+
+def _empty_input_schema(store: DeltaStore, upstream_metadata: Mapping[str, Any]) -> pa.Schema:
+    """The table's schema, or before the first write the asset's declared columns (if any)."""
+    table = store.open_table()
+    if table is not None:
+        return store.table_schema(table)
+    return pa.schema(list(declared_column_types(upstream_metadata).items()))
 
 
 def _instance_of(context: Any) -> Any:

@@ -6,12 +6,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 
+from ray_assets.storage.arrow_schema import arrow_type_from_name
 from ray_assets.storage.delta_store import PartitionWriteStats, WriteResult
+
+COLUMN_SCHEMA_KEY = "dagster/column_schema"
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:
@@ -24,7 +28,7 @@ def materialization_metadata(result: WriteResult, asset_key: dg.AssetKey) -> dic
     """Metadata of the whole write (every partition's event of a range run carries it)."""
     metadata: dict[str, object] = {
         "dagster/row_count": result.table_row_count,
-        "dagster/column_schema": column_schema(result.schema),
+        COLUMN_SCHEMA_KEY: column_schema(result.schema),
         "dagster/table_name": ".".join(asset_key.path),
         "dagster/uri": dg.MetadataValue.text(result.table_uri),
         "dagster/storage_kind": "deltalake",
@@ -36,6 +40,10 @@ def materialization_metadata(result: WriteResult, asset_key: dg.AssetKey) -> dic
         "write_duration_s": round(result.duration_s, 3),
         "rows_per_second": round(result.rows_per_second, 1),
     }
+    if result.warnings:
+        metadata["warnings"] = dg.MetadataValue.md(
+            "\n".join(f"- {warning}" for warning in result.warnings)
+        )
     return metadata
 
 
@@ -50,3 +58,19 @@ def partition_metadata(stats: PartitionWriteStats) -> dict[str, object]:
 
 def partition_row_counts(result: WriteResult, keys: Sequence[str]) -> dict[str, int]:
     return {key: result.partitions[key].rows for key in keys if key in result.partitions}
+
+
+def declared_column_types(definition_metadata: Mapping[str, Any] | None) -> dict[str, pa.DataType]:
+    """Column types an asset declares in `dagster/column_schema`, as Arrow types.
+
+    They type the columns a pipeline leaves all-null (Arrow's `null`, which Delta would store as
+    `void`). Type names are `str(arrow_type)` (what ray_assets writes to the same key after a
+    materialization) or common SQL names; a name neither understands is ignored.
+    """
+    declared = (definition_metadata or {}).get(COLUMN_SCHEMA_KEY)
+    if isinstance(declared, dg.TableSchemaMetadataValue):
+        declared = declared.schema
+    if not isinstance(declared, dg.TableSchema):
+        return {}
+    types = {column.name: arrow_type_from_name(column.type) for column in declared.columns}
+    return {name: kind for name, kind in types.items() if kind is not None}

@@ -80,6 +80,9 @@ class PartitionSlice:
                 f"Asset '{asset_key}' is partitioned; a run must name its partition keys."
             )
         columns, dimensions = _resolve_columns(partitions_def, partition_column, asset_key)
+        keys = list(keys)
+        if not keys:
+            raise PartitionKeyError(empty_selection_message(asset_key))
         ordered_keys: list[str] = []
         seen: set[str] = set()
         for key in keys:
@@ -325,6 +328,20 @@ def _resolve_columns(
             f"Asset '{asset_key}': partition columns must be distinct, non-empty names; got {list(columns)}."
         )
     return columns, dimensions
+
+
+def empty_selection_message(asset_key: str, key_range: dg.PartitionKeyRange | None = None) -> str:
+    """Why a run that selects no partition is refused, naming the asset and the range."""
+    selected = (
+        f"the range '{key_range.start}'...'{key_range.end}' holds no partition key"
+        if key_range is not None
+        else "the run selects no partition key"
+    )
+    return (
+        f"Asset '{asset_key}': {selected} (a reversed or empty range: its start must not come "
+        "after its end). Nothing was read or written; give the range in order, e.g. "
+        "--partition-range <first>...<last>."
+    )
 
 
 def _validate_membership(

@@ -39,15 +39,26 @@ if TYPE_CHECKING:
 _SEPARATOR = "\x1f"  # Dagster refuses control characters in partition keys
 
 
-def partition_directory(columns: Iterable[str], values: Iterable[str]) -> str:
-    """Hive directory of one partition: `col=value/...`, names and values percent-encoded.
+_HIVE_ESCAPED = frozenset("\"#%'*/:=?\\\x7f{[]^") | frozenset(map(chr, range(0x20)))
+"""Characters Hive (and Spark's `escapePathName`) escape in partition directory names."""
 
-    Encoding `/` and `=` keeps every partition one directory level per column inside the table
-    root, whatever the column name or the key holds (`Order Date/x` stays one level). Readers
-    take partition values from the Delta log, where the path is stored URI-encoded.
+
+def hive_escape(text: str) -> str:
+    """`text` with the characters Hive escapes written as `%XX`: a space stays a space."""
+    return "".join(f"%{ord(c):02X}" if c in _HIVE_ESCAPED else c for c in text)
+
+
+def partition_directory(columns: Iterable[str], values: Iterable[str]) -> str:
+    """Hive directory of one partition: `col=value/...`, names and values escaped.
+
+    Escaping `/` and `=` keeps every partition one directory level per column inside the table
+    root, whatever the column name or the key holds (`Order Date/x` stays one level). Names are
+    escaped as Hive and Spark escape them (so `Order Date` reads back as itself in engines that
+    parse directory names); values are percent-encoded as delta-rs writes them. Delta readers
+    take partition values from the log, where the path is stored URI-encoded.
     """
     return "/".join(
-        f"{quote(column, safe='-_.')}={quote(value, safe='-_.')}"
+        f"{hive_escape(column)}={quote(value, safe='-_.')}"
         for column, value in zip(columns, values, strict=True)
     )
 
