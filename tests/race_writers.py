@@ -1,8 +1,9 @@
 """A writer process for the race tests: it writes the same partitions as its twin, round by round.
 
-Each round both processes execute their pipeline, then meet at a barrier placed right before the
-commit (the widest window a race can have: both have read the table before either commits),
-then commit. What each write reported goes back through a queue. The module is imported by
+Each round both processes start together (a barrier before the write, so a round never overlaps
+the last one), execute their pipelines, then meet at a second barrier right before the commit
+(the widest window a race can have: both have read the table before either commits), and
+commit. What each write reported goes back through a queue. The module is imported by
 `multiprocessing`'s spawn start method, so it holds only what the child needs.
 """
 
@@ -56,11 +57,12 @@ def run_writer(
     daily = dg.DailyPartitionsDefinition(start_date="2024-01-01")
     for scenario in scenarios:
         for round_index in range(scenario["rounds"]):
-            day = day_of(round_index)
+            day = day_of(0 if scenario.get("same_day") else round_index)
             uri = scenario["uri"].format(round=round_index)
             store = DeltaStore(uri, on_concurrent_write=scenario["mode"])
             data = ray.data.from_arrow(rows_of(writer, day, scenario["amount_type"][writer]))
             partition = PartitionSlice.from_keys(daily, [day], "order_date", asset_key="orders")
+            barrier.wait(timeout=120)  # both start the round after both finished the last one
             try:
                 result = store.write(data, partition, write_id=f"{writer}-{round_index}")
                 outcome = {

@@ -1,9 +1,11 @@
 """Exactly once when writers race: two real processes commit the same partitions at once.
 
 Both processes connect to the suite's Ray, execute their pipelines, and meet at a barrier right
-before the commit of every round, so each round is a true race on one partition (new to the
-table, where delta-rs alone lets both commits land). Afterwards every partition must hold
-exactly one writer's rows, and the write that lost must have failed or been told.
+before the commit of every round, so each round is a true race on one partition: a new one
+(where delta-rs alone lets both commits land and doubles the partition), or one that already
+holds rows (where delta-rs alone lets the last writer win silently). Afterwards every
+partition must hold exactly one writer's rows, and the write that lost must have failed or
+been told.
 """
 
 from __future__ import annotations
@@ -46,6 +48,22 @@ def races(ray_session, tmp_path_factory) -> dict[str, Any]:
             "amount_type": {"a": "float64", "b": "float64"},
         },
         {
+            "name": "warn-existing",
+            "mode": "warn",
+            "uri": str(root / "warn-existing"),
+            "rounds": ROUNDS // 2,
+            "same_day": True,
+            "amount_type": {"a": "float64", "b": "float64"},
+        },
+        {
+            "name": "fail-existing",
+            "mode": "fail",
+            "uri": str(root / "fail-existing"),
+            "rounds": ROUNDS // 2,
+            "same_day": True,
+            "amount_type": {"a": "float64", "b": "float64"},
+        },
+        {
             "name": "types",
             "mode": "warn",
             "uri": str(root / "types-{round}"),
@@ -77,16 +95,21 @@ def writers_in(uri: str, day: str) -> list[str]:
     return [row["writer"] for row in DeltaStore(uri).read(partition, ["writer"]).take_all()]
 
 
-def test_racing_warn_writers_leave_one_writers_rows_and_the_last_one_is_told(races) -> None:
-    uri = races["scenarios"]["warn"]["uri"]
-    counts = delta_log_rows(uri)
-    for round_index, outcome in races["outcomes"]["warn"].items():
-        day = day_of(round_index)
+def final_round(outcomes: dict[int, dict[str, dict]], round_index: int, same_day: bool) -> bool:
+    """Whether the table still shows this round's partition as the round left it."""
+    return not same_day or round_index == max(outcomes)
+
+
+@pytest.mark.parametrize("name", ["warn", "warn-existing"])
+def test_racing_warn_writers_leave_one_writers_rows_and_the_last_one_is_told(races, name) -> None:
+    scenario = races["scenarios"][name]
+    counts = delta_log_rows(scenario["uri"])
+    outcomes = races["outcomes"][name]
+    for round_index, outcome in outcomes.items():
+        day = day_of(0 if scenario.get("same_day") else round_index)
         assert {o["status"] for o in outcome.values()} == {"ok"}, outcome
         last = max(outcome, key=lambda w: outcome[w]["version"])
         first = min(outcome, key=lambda w: outcome[w]["version"])
-        assert writers_in(uri, day) == [last] * ROWS_BY_WRITER[last]
-        assert counts[day] == ROWS_BY_WRITER[last]
         # the write that replaced the other's rows says which partition and which commit
         assert outcome[last]["replaced"] == [(outcome[first]["version"], [day])]
         assert (
@@ -94,23 +117,29 @@ def test_racing_warn_writers_leave_one_writers_rows_and_the_last_one_is_told(rac
             in (outcome[last]["warnings"][0])
         )
         assert not outcome[first]["replaced"]
+        if final_round(outcomes, round_index, scenario.get("same_day", False)):
+            assert writers_in(scenario["uri"], day) == [last] * ROWS_BY_WRITER[last]
+            assert counts[day] == ROWS_BY_WRITER[last]
 
 
-def test_racing_fail_writers_leave_the_winners_rows_and_the_loser_fails(races) -> None:
-    uri = races["scenarios"]["fail"]["uri"]
-    counts = delta_log_rows(uri)
-    for round_index, outcome in races["outcomes"]["fail"].items():
-        day = day_of(round_index)
+@pytest.mark.parametrize("name", ["fail", "fail-existing"])
+def test_racing_fail_writers_leave_the_winners_rows_and_the_loser_fails(races, name) -> None:
+    scenario = races["scenarios"][name]
+    counts = delta_log_rows(scenario["uri"])
+    outcomes = races["outcomes"][name]
+    for round_index, outcome in outcomes.items():
+        day = day_of(0 if scenario.get("same_day") else round_index)
         statuses = sorted(o["status"] for o in outcome.values())
         assert statuses == ["ConcurrentWriteError", "ok"], outcome
         winner = next(w for w, o in outcome.items() if o["status"] == "ok")
         loser = next(w for w in outcome if w != winner)
-        assert writers_in(uri, day) == [winner] * ROWS_BY_WRITER[winner]
-        assert counts[day] == ROWS_BY_WRITER[winner]
         message = outcome[loser]["message"]
         assert f"asset 'orders', partition '{day}'" in message
         assert f"committed by ray_assets write '{winner}-{round_index}'" in message
         assert "Nothing was committed" in message
+        if final_round(outcomes, round_index, scenario.get("same_day", False)):
+            assert writers_in(scenario["uri"], day) == [winner] * ROWS_BY_WRITER[winner]
+            assert counts[day] == ROWS_BY_WRITER[winner]
 
 
 def test_racing_creators_with_different_types_never_mix_the_table(races) -> None:
