@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import statistics
@@ -41,6 +42,29 @@ def median(xs: Sequence[float]) -> float:
     if not xs:
         raise ValueError("median of no timings")
     return float(statistics.median(xs))
+
+
+def spread(xs: Sequence[float]) -> tuple[float, float]:
+    """(min, max) of the per-repeat values, ignoring undefined (NaN) ones; NaNs if none is defined.
+
+    Reported next to every median, so a reader sees how much one repeat can differ from the next
+    before trusting a difference between two medians.
+    """
+    defined = [float(x) for x in xs if math.isfinite(x)]
+    return (min(defined), max(defined)) if defined else (math.nan, math.nan)
+
+
+def shown(value: float, value_spread: tuple[float, float] | None = None, unit: str = "") -> str:
+    """`value` as printed in a summary: `"1.70x"`, or `"1.70x (1.62–1.81x)"` with its spread."""
+    if value_spread is None:
+        return f"{value:.2f}{unit}"
+    low, high = value_spread
+    return f"{value:.2f}{unit} ({low:.2f}–{high:.2f}{unit})"
+
+
+def finite_or_none(x: float, digits: int = 3) -> float | None:
+    """`x` rounded for a JSON file, or None (`null`) when it is undefined (NaN or infinite)."""
+    return round(float(x), digits) if math.isfinite(x) else None
 
 
 def timed(fn: Callable[[], T]) -> tuple[float, T]:
@@ -88,36 +112,43 @@ def write_result(
     baseline: str,
     command: str,
     details: dict[str, Any] | None = None,
+    spread: tuple[float, float] | None = None,
 ) -> Path:
     """Write `bench/results/<name>.json` and print a one-line summary; return the file's path.
 
-    `value` is the ratio against `baseline` (rounded to 3 decimals in the file). A missed
-    goal is still written and printed as MISSED: the result is reported, never hidden.
+    `value` is the ratio against `baseline` (rounded to 3 decimals in the file; `null` when it
+    is undefined, which misses any goal). `spread`, when given, is the (min, max) of the value's
+    per-repeat counterparts: it is printed as `value (min–max)` and kept in the file as
+    `details.value_spread`. A missed goal is still written and printed as MISSED: the result is
+    reported, never hidden.
     """
     if better not in ("higher", "lower"):
         raise ValueError(f"better must be 'higher' or 'lower', not {better!r}")
     met = goal_met(value, goal)
+    verdict: dict[str, Any] = {"goal_met": met}
+    if spread is not None:
+        verdict["value_spread"] = [finite_or_none(x) for x in spread]
     record = {
         "name": name,
-        "value": round(float(value), 3),
+        "value": finite_or_none(value),
         "unit": unit,
         "better": better,
         "goal": goal,
         "baseline": baseline,
         "command": command,
         "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "details": {"goal_met": met, "machine": machine_details(), **(details or {})},
+        "details": {**verdict, "machine": machine_details(), **(details or {})},
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
     try:
-        shown = path.relative_to(Path.cwd())
+        where = path.relative_to(Path.cwd())
     except ValueError:
-        shown = path
-    verdict = "met" if met else "MISSED"
+        where = path
     print(
-        f"{name}: {value:.2f}{unit} (goal {goal}, {better} is better: {verdict}) -> {shown}",
+        f"{name}: {shown(value, spread, unit)} (goal {goal}, {better} is better: "
+        f"{'met' if met else 'MISSED'}) -> {where}",
         flush=True,
     )
     return path

@@ -1,6 +1,7 @@
 """Write-path benchmark: the same orders written to a partitioned Delta table three ways.
 
-Two datasets of 16M rows over 16 days (by default), each written by all three methods:
+Two datasets of 16M rows over 16 days (by default), each written by all three methods and run
+once more through the pipeline alone:
 `narrow` (seven columns derived from the row index with one hash: cheap to generate, so the
 timings are mostly the writing; the results' values) and `reference` (the reference pipeline's
 raw orders from `definitions/generator.py`: nine columns with a timestamp and nulls, whose
@@ -18,13 +19,25 @@ generation takes longer than the writing; in the results' details).
      parallelism, no checks. It is the single-process lower bound of the work itself (generate,
      encode Parquet, commit), so it bounds what the parallel machinery costs on a small machine
      (`write_vs_pyarrow_stream` = A / C, goal <= 1.5).
+  P  The pipeline alone: exactly the lazy dataset that A and B write, through the same
+     streaming execution (`Dataset.write_datasink`), into a sink whose tasks only count the rows
+     of the blocks they receive and discard them: generating the data in Ray tasks, with no
+     Parquet encoding, no files and no commit. It is the floor under A and B: each one's *write
+     cost* is its median minus P's, and `write_cost_vs_write_delta` = cost(A) / cost(B) (goal
+     <= 0.5) compares what the two writes themselves add to running the pipeline. (B / A
+     includes the same pipeline time on both sides, so it understates that difference, the
+     more so the costlier the generation.)
 
 Each run is timed end to end (pipeline execution + commit) into a fresh table folder; runs
-alternate A, B, C, A, B, C, ... so drift of the machine hits every method alike, and medians
-are compared. Before the timed runs, one small untimed run per method warms Ray's workers and
-the imports in them (`--no-warmup` skips it). After each run the table is verified from the
-Delta log alone (row count from the add actions' `num_records`, one partition per day); the
-data is never scanned, because deltalake scans can abort the process at exit on this machine.
+alternate A, B, C, P, A, B, C, P, ... so drift of the machine hits every method alike, and
+medians are compared. Every median is reported with the spread (min-max) of its 5 repeats (by
+default); each ratio is the ratio of the medians, reported with the min-max of the same ratio
+taken within each round (a round runs every method once, so round i gives B_i / A_i,
+(A_i - P_i) / (B_i - P_i), ...). Before the timed runs, one small untimed run per method warms
+Ray's workers and the imports in them (`--no-warmup` skips it). After each run the table is
+verified from the Delta log alone (row count from the add actions' `num_records`, one
+partition per day); the data is never scanned, because deltalake scans can abort the process at
+exit on this machine. P is verified by the row count its sink saw.
 
 Run: `.venv/bin/python bench/write_path.py [--rows N] [--days D] [--repeats R] [--out DIR]`.
 """
@@ -34,14 +47,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import math
 import os
 import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 # Set before Ray is imported anywhere: no usage-stats reporting from a benchmark.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -55,8 +69,11 @@ from _results import (  # noqa: E402
     VerificationError,
     exit_code_of,
     exit_now,
+    finite_or_none,
     median,
     reproduce_command,
+    shown,
+    spread,
     timed,
     write_result,
 )
@@ -65,7 +82,9 @@ from definitions.generator import ORDERS_SCHEMA, make_orders, mix64  # noqa: E40
 
 START_DATE = dt.date(2024, 1, 1)
 PARTITION_COLUMN = "order_date"
-METHODS = ("A", "B", "C")
+METHODS = ("A", "B", "C", "P")
+TABLE_METHODS = ("A", "B", "C")
+"""The methods that write a Delta table (verified from its log); P writes nothing."""
 DATASETS = ("narrow", "reference")
 """Both are measured in one command; the results' values come from `narrow`, which isolates
 the write path, and `details.datasets.reference` holds the reference pipeline's orders."""
@@ -73,6 +92,7 @@ METHOD_NAMES = {
     "A": "ray_assets.DeltaStore.write",
     "B": "ray Dataset.write_delta",
     "C": "pyarrow stream -> write_deltalake",
+    "P": "pipeline alone (blocks discarded)",
 }
 
 
@@ -200,10 +220,40 @@ def write_c(data: str, path: str, rows: int, days: int, blocks: int) -> None:
     )
 
 
+def row_count_sink() -> Any:
+    """A Ray `Datasink` whose tasks discard the blocks they receive and return their row count;
+    after the write, its `rows` holds the total (made here, so Ray is imported only when run)."""
+    from ray.data.block import BlockAccessor
+    from ray.data.datasource.datasink import Datasink, WriteResult
+
+    class RowCountSink(Datasink[int]):
+        rows = 0
+
+        def get_name(self) -> str:
+            return "RowCount"
+
+        def write(self, blocks: Iterable[Any], ctx: Any) -> int:
+            return sum(BlockAccessor.for_block(block).num_rows() for block in blocks)
+
+        def on_write_complete(self, write_result: WriteResult[int]) -> None:
+            self.rows = sum(write_result.write_returns)
+
+    return RowCountSink()
+
+
+def run_p(data: str, path: str, rows: int, days: int, blocks: int) -> None:
+    """Execute the dataset A and B write, the same way, but discard its blocks (`path` unused)."""
+    sink = row_count_sink()
+    orders_dataset(data, rows, days, blocks).write_datasink(sink)
+    if sink.rows != rows:
+        raise VerificationError(f"P: the sink received {sink.rows} rows, expected {rows}")
+
+
 WRITERS: dict[str, Callable[[str, str, int, int, int], None]] = {
     "A": write_a,
     "B": write_b,
     "C": write_c,
+    "P": run_p,
 }
 
 
@@ -227,12 +277,140 @@ def verify(path: str, rows: int, days: int, method: str) -> int:
     return actions.num_rows
 
 
+# ---------------------------------------------------------------------------- the numbers
+T = TypeVar("T")
+Timings = Mapping[str, float]
+"""Seconds per method: the medians, or the runs of one round (each method once)."""
+
+
+def write_costs(t: Timings) -> dict[str, float]:
+    """What A's and B's writes cost above executing the pipeline alone: their seconds minus P's."""
+    return {method: t[method] - t["P"] for method in ("A", "B")}
+
+
+def cost_ratio(t: Timings) -> float:
+    """cost(A) / cost(B); NaN (undefined) when B costs nothing measurable above P."""
+    costs = write_costs(t)
+    return costs["A"] / costs["B"] if costs["B"] > 0 else math.nan
+
+
+RATIOS: dict[str, Callable[[Timings], float]] = {
+    "write_vs_ray_write_delta": lambda t: t["B"] / t["A"],
+    "write_vs_pyarrow_stream": lambda t: t["A"] / t["C"],
+    "write_cost_vs_write_delta": cost_ratio,
+}
+"""Each result's ratio, of the medians (its value) or of one round's runs (its spread)."""
+
+
+def medians_of(seconds: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    return {method: median(runs) for method, runs in seconds.items()}
+
+
+def rounds(seconds: Mapping[str, Sequence[float]]) -> list[dict[str, float]]:
+    """The runs of each repeat round, which ran every method once (so they pair up by index)."""
+    return [dict(zip(seconds, runs, strict=True)) for runs in zip(*seconds.values(), strict=True)]
+
+
+def per_round(f: Callable[[Timings], T], seconds: Mapping[str, Sequence[float]]) -> list[T]:
+    """`f` (a ratio, or the write costs) of each round's runs."""
+    return [f(one_round) for one_round in rounds(seconds)]
+
+
+def listed(xs: Sequence[float]) -> list[float | None]:
+    """Values for the JSON file: rounded to 3 decimals, `null` where undefined."""
+    return [finite_or_none(x) for x in xs]
+
+
+def summarize(
+    data: str, seconds: dict[str, list[float]], files: dict[str, list[int]], rows: int
+) -> dict[str, Any]:
+    """The details of one dataset: every method's runs, medians and spreads, the write costs
+    and the ratios, each ratio of the medians with the spread of its per-round values."""
+    medians = medians_of(seconds)
+    costs = write_costs(medians)
+    cost_rounds = {m: [c[m] for c in per_round(write_costs, seconds)] for m in costs}
+    ratio_rounds = {name: per_round(f, seconds) for name, f in RATIOS.items()}
+    return {
+        "columns": SCHEMAS[data].names,
+        "seconds": seconds,
+        "median_seconds": medians,
+        "rows_per_second_median": {m: rows / s for m, s in medians.items()},
+        "files_written": files,
+        "write_cost_seconds": {m: finite_or_none(c) for m, c in costs.items()},
+        **{name: finite_or_none(f(medians)) for name, f in RATIOS.items()},
+        "per_round": {
+            "write_cost_seconds": {m: listed(c) for m, c in cost_rounds.items()},
+            **{name: listed(values) for name, values in ratio_rounds.items()},
+        },
+        "spread": {
+            "seconds": {m: listed(spread(runs)) for m, runs in seconds.items()},
+            "write_cost_seconds": {m: listed(spread(c)) for m, c in cost_rounds.items()},
+            **{name: listed(spread(values)) for name, values in ratio_rounds.items()},
+        },
+    }
+
+
+def print_summary(data: str, seconds: Mapping[str, Sequence[float]]) -> None:
+    """Medians, write costs and ratios of one dataset, each as `median (min–max)`."""
+    medians = medians_of(seconds)
+    print(
+        f"{data} medians: "
+        + ", ".join(f"{m} {shown(medians[m], spread(runs), 's')}" for m, runs in seconds.items())
+    )
+    costs = write_costs(medians)
+    cost_rounds = per_round(write_costs, seconds)
+    print(
+        f"{data} write cost (minus P): "
+        + ", ".join(
+            f"{m} {shown(c, spread([r[m] for r in cost_rounds]), 's')}" for m, c in costs.items()
+        )
+    )
+    print(
+        f"{data} ratios: "
+        + ", ".join(
+            f"{name} {shown(f(medians), spread(per_round(f, seconds)), 'x')}"
+            for name, f in RATIOS.items()
+        ),
+        flush=True,
+    )
+
+
+RESULTS: dict[str, tuple[str, str, str]] = {
+    "write_vs_ray_write_delta": (
+        "higher",
+        ">= 1.5",
+        "Ray's Dataset.write_delta(path, partition_by=['order_date']) of the same dataset; value "
+        "= median(write_delta seconds) / median(DeltaStore.write seconds) on the narrow dataset "
+        "(details.datasets.reference: the reference pipeline's orders)",
+    ),
+    "write_vs_pyarrow_stream": (
+        "lower",
+        "<= 1.5",
+        "one pyarrow RecordBatchReader of the same rows, generated in the driver, into "
+        "deltalake.write_deltalake(mode='overwrite'); value = median(DeltaStore.write seconds) "
+        "/ median(write_deltalake seconds) on the narrow dataset (details.datasets.reference: "
+        "the reference pipeline's orders)",
+    ),
+    "write_cost_vs_write_delta": (
+        "lower",
+        "<= 0.5",
+        "the write's own cost, above executing the same lazy dataset alone (P: the same Ray "
+        "pipeline and streaming execution into a sink that only counts the rows and discards "
+        "the blocks: no Parquet, no files, no commit), DeltaStore.write vs Ray's "
+        "Dataset.write_delta; value = (median(DeltaStore.write s) - median(P s)) / "
+        "(median(write_delta s) - median(P s)) on the narrow dataset "
+        "(details.datasets.reference: the reference pipeline's orders)",
+    ),
+}
+"""Each result's (better, goal, baseline); its value is `RATIOS[name]` on the narrow medians."""
+
+
 # ---------------------------------------------------------------------------- the run
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rows", type=int, default=16_000_000, help="rows per write")
     parser.add_argument("--days", type=int, default=16, help="daily partitions the rows span")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per method")
     parser.add_argument("--blocks", type=int, default=64, help="Ray blocks (and stream chunks)")
     parser.add_argument("--out", default=None, help="folder for the tables (default: a temp dir)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up")
@@ -256,10 +434,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: Path) ->
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     keep_tables = args.out is not None
 
-    def one_run(data: str, method: str, label: str, rows: int) -> tuple[float, int]:
+    def one_run(data: str, method: str, label: str, rows: int) -> tuple[float, int | None]:
+        """Time one run and verify it; return its seconds and the files it wrote (P: None)."""
         path = str(out / f"{label}-{data}-{method}")
         seconds, _ = timed(lambda: WRITERS[method](data, path, rows, args.days, args.blocks))
-        files = verify(path, rows, args.days, method)
+        files = verify(path, rows, args.days, method) if method in TABLE_METHODS else None
         if not keep_tables:
             shutil.rmtree(path, ignore_errors=True)
         return seconds, files
@@ -276,32 +455,26 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: Path) ->
         )
 
     measured: dict[str, dict[str, Any]] = {}
+    seconds_of: dict[str, dict[str, list[float]]] = {}
     for data in DATASETS:
         seconds: dict[str, list[float]] = {m: [] for m in METHODS}
-        files: dict[str, list[int]] = {m: [] for m in METHODS}
+        files: dict[str, list[int]] = {m: [] for m in TABLE_METHODS}
         for repeat in range(args.repeats):
             for method in METHODS:
                 took, written = one_run(data, method, f"run{repeat}", args.rows)
                 seconds[method].append(took)
-                files[method].append(written)
+                if written is not None:
+                    files[method].append(written)
                 print(
                     f"[{data} {repeat + 1}/{args.repeats}] {method} {METHOD_NAMES[method]:<34} "
-                    f"{took:8.2f} s  {args.rows / took:12,.0f} rows/s  {written} files",
+                    f"{took:8.2f} s  {args.rows / took:12,.0f} rows/s  "
+                    + (f"{written} files" if written is not None else "no files"),
                     flush=True,
                 )
-        medians = {m: median(seconds[m]) for m in METHODS}
-        print(f"{data} medians: " + ", ".join(f"{m} {medians[m]:.2f}s" for m in METHODS))
-        measured[data] = {
-            "columns": SCHEMAS[data].names,
-            "seconds": seconds,
-            "median_seconds": medians,
-            "rows_per_second_median": {m: args.rows / s for m, s in medians.items()},
-            "files_written": files,
-            "write_vs_ray_write_delta": round(medians["B"] / medians["A"], 3),
-            "write_vs_pyarrow_stream": round(medians["A"] / medians["C"], 3),
-        }
+        print_summary(data, seconds)
+        measured[data] = summarize(data, seconds, files, args.rows)
+        seconds_of[data] = seconds
 
-    medians = measured["narrow"]["median_seconds"]
     details = {
         "rows": args.rows,
         "days": args.days,
@@ -309,36 +482,26 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: Path) ->
         "blocks": args.blocks,
         "methods": METHOD_NAMES,
         "value_from": "narrow",
+        "spread_of_ratios": "min-max of the ratio taken within each repeat round (each round "
+        "runs every method once); the value is the ratio of the medians",
         "datasets": measured,
         "warmup_seconds": warmup,
         "ray_cluster_cpus": ray.cluster_resources().get("CPU"),
     }
     command = reproduce_command("bench/write_path.py", args, parser)
-    write_result(
-        "write_vs_ray_write_delta",
-        medians["B"] / medians["A"],
-        unit="x",
-        better="higher",
-        goal=">= 1.5",
-        baseline="Ray's Dataset.write_delta(path, partition_by=['order_date']) of the same "
-        "dataset; value = median(write_delta seconds) / median(DeltaStore.write seconds) on the "
-        "narrow dataset (details.datasets.reference: the reference pipeline's orders)",
-        command=command,
-        details=details,
-    )
-    write_result(
-        "write_vs_pyarrow_stream",
-        medians["A"] / medians["C"],
-        unit="x",
-        better="lower",
-        goal="<= 1.5",
-        baseline="one pyarrow RecordBatchReader of the same rows, generated in the driver, into "
-        "deltalake.write_deltalake(mode='overwrite'); value = median(DeltaStore.write seconds) "
-        "/ median(write_deltalake seconds) on the narrow dataset (details.datasets.reference: "
-        "the reference pipeline's orders)",
-        command=command,
-        details=details,
-    )
+    narrow = seconds_of["narrow"]
+    for name, (better, goal, baseline) in RESULTS.items():
+        write_result(
+            name,
+            RATIOS[name](medians_of(narrow)),
+            unit="x",
+            better=better,
+            goal=goal,
+            baseline=baseline,
+            command=command,
+            details=details,
+            spread=spread(per_round(RATIOS[name], narrow)),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
