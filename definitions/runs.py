@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 
 from definitions.assets import ASSETS, DAILY_ASSETS
-from ray_assets._compat import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from ray_assets import materialize_partition_range
 
 
 def materialize_days(
@@ -32,12 +32,13 @@ def materialize_days(
     )
     if not customers.success:
         return [customers]
-    daily_run = dg.materialize(
+    daily_run = materialize_partition_range(
         ASSETS,
+        days[0],
+        days[-1],
         selection=DAILY_ASSETS,
         resources=resources,
         instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: days[0], ASSET_PARTITION_RANGE_END_TAG: days[-1]},
         raise_on_error=raise_on_error,
     )
     return [customers, daily_run]

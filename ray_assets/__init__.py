@@ -22,6 +22,7 @@ from ray_assets.errors import (
 from ray_assets.io_manager import DeltaIOManager
 from ray_assets.partition_slice import PartitionSlice
 from ray_assets.ray_resource import RayResource
+from ray_assets.runs import materialize_partition_range, partition_range_tags
 from ray_assets.storage import DeltaStore, PartitionWriteStats, WriteResult
 
 __version__ = "0.1.0"
@@ -43,5 +44,7 @@ __all__ = [
     "UnstorableValueError",
     "UnsupportedTableError",
     "WriteResult",
+    "materialize_partition_range",
+    "partition_range_tags",
     "ray_asset",
 ]

@@ -44,8 +44,10 @@ def ray_asset(
     """Define an asset whose body returns a `ray.data.Dataset` (or a pyarrow Table / pandas DataFrame).
 
     `partition_column` names the table column that holds the partition key (for
-    multi-partitions, a dict of dimension name to column). Partitioned assets default to
-    `BackfillPolicy.single_run()`, so a backfill of N partitions is one run and one commit.
+    multi-partitions, a dict of dimension name to column). Assets default to
+    `BackfillPolicy.single_run()`, so a backfill of N partitions is one run and one commit;
+    unpartitioned ones too, because Dagster refuses a `--partition-range` run (and a single-run
+    backfill) whose selection holds an asset without it.
     Every other `dg.asset` argument passes through. The asset requires the `ray` resource
     (`RayResource`) and stores through the IO manager at `io_manager_key` (`DeltaIOManager`).
     """
@@ -97,9 +99,7 @@ def ray_asset(
                 if isinstance(partition_column, Mapping)
                 else partition_column
             )
-        policy = backfill_policy
-        if policy is None and partitions_def is not None:
-            policy = dg.BackfillPolicy.single_run()
+        policy = backfill_policy or dg.BackfillPolicy.single_run()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", dg.BetaWarning)
             return dg.asset(

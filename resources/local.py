@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from definitions.sources import OrderSource
 from ray_assets import DeltaIOManager, RayResource
+
+if TYPE_CHECKING:
+    from definitions.sources import OrderSource
 
 DEFAULT_TABLE_ROOT = "data"
 
@@ -27,5 +29,10 @@ def local_resources(table_root: str | None = None) -> dict[str, Any]:
 
 def order_source_from_env() -> OrderSource:
     """The source sized by `RAY_ASSETS_ROWS_PER_DAY` when it is set."""
+    # Imported here, not at the top: `definitions` imports `resources` to build its Definitions,
+    # so a module-level import of `definitions.sources` would make `import resources.local`
+    # (first) run `definitions/__init__` while this module is half-initialised.
+    from definitions.sources import OrderSource
+
     rows = os.environ.get("RAY_ASSETS_ROWS_PER_DAY")
     return OrderSource(rows_per_day=int(rows)) if rows else OrderSource()

@@ -13,9 +13,9 @@ from ray_assets import (
     PartitionKeyError,
     PartitionSlice,
     RayResource,
+    partition_range_tags,
     ray_asset,
 )
-from ray_assets._compat import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from tests.conftest import delta_log_rows, delta_version
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
@@ -30,10 +30,6 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
         messages.append(error.message)
         error = error.cause
     return "\n".join(messages)
-
-
-def range_tags(start: str, end: str) -> dict[str, str]:
-    return {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
 
 
 def resources(root) -> dict[str, object]:
@@ -77,7 +73,7 @@ def test_range_run_writes_its_partitions_in_one_version_with_metadata(
             [orders, clean_orders],
             resources=resources(tmp_path),
             instance=instance,
-            tags=range_tags("2024-01-01", "2024-01-03"),
+            tags=partition_range_tags("2024-01-01", "2024-01-03"),
         )
         assert result.success
         assert len(instance.get_runs()) == 1
@@ -118,6 +114,12 @@ def test_asset_definition_defaults(ray_session) -> None:
     assert orders.get_io_manager_key_for_asset_key(dg.AssetKey("orders")) == "delta_io_manager"
     assert {"ray", "delta_io_manager"} <= orders.required_resource_keys
     assert spec.metadata["partition_expr"] == "order_date"
+
+    @ray_asset
+    def dimension():
+        return None
+
+    assert dimension.backfill_policy == dg.BackfillPolicy.single_run()  # ranges may include it
     assert set(clean_orders.keys_by_input_name) == {"orders"}
 
 
@@ -127,7 +129,7 @@ def test_rematerializing_one_key_replaces_only_that_key(ray_session, tmp_path) -
             [orders],
             resources=resources(tmp_path),
             instance=instance,
-            tags=range_tags("2024-01-01", "2024-01-03"),
+            tags=partition_range_tags("2024-01-01", "2024-01-03"),
         )
         result = dg.materialize(
             [orders], resources=resources(tmp_path), instance=instance, partition_key="2024-01-02"
@@ -171,7 +173,7 @@ def test_seven_day_lookback_reads_exactly_seven_partitions(ray_session, tmp_path
             [orders],
             resources=resources(tmp_path),
             instance=instance,
-            tags=range_tags("2024-01-01", "2024-01-10"),
+            tags=partition_range_tags("2024-01-01", "2024-01-10"),
         )
         result = dg.materialize(
             [orders, orders_last_7_days],
@@ -213,7 +215,7 @@ def test_unpartitioned_downstream_loads_every_partition(ray_session, tmp_path) -
             [orders],
             resources=resources(tmp_path),
             instance=instance,
-            tags=range_tags("2024-01-01", "2024-01-04"),
+            tags=partition_range_tags("2024-01-01", "2024-01-04"),
         )
         result = dg.materialize(
             [orders, order_totals],
@@ -244,7 +246,7 @@ def test_hourly_partitions_across_dst_change(ray_session, tmp_path) -> None:
             [clicks],
             resources=resources(tmp_path),
             instance=instance,
-            tags=range_tags("2024-11-03-00:00", "2024-11-03-03:00"),
+            tags=partition_range_tags("2024-11-03-00:00", "2024-11-03-03:00"),
         )
         assert result.success
         again = dg.materialize(
@@ -294,7 +296,7 @@ def test_multi_partitions_use_one_column_per_dimension(ray_session, tmp_path) ->
             [regional_orders],
             resources=resources(tmp_path),
             instance=instance,
-            tags=range_tags("2024-01-01|east", "2024-01-02|north"),
+            tags=partition_range_tags("2024-01-01|east", "2024-01-02|north"),
         )
         assert result.success
         single = dg.materialize(
@@ -332,13 +334,13 @@ def test_exception_in_pipeline_fails_the_run_and_keeps_the_table(ray_session, tm
             [orders],
             resources=resources(tmp_path),
             instance=instance,
-            tags=range_tags("2024-01-01", "2024-01-02"),
+            tags=partition_range_tags("2024-01-01", "2024-01-02"),
         )
         result = dg.materialize(
             [broken_orders],
             resources=resources(tmp_path),
             instance=instance,
-            tags=range_tags("2024-01-01", "2024-01-02"),
+            tags=partition_range_tags("2024-01-01", "2024-01-02"),
             raise_on_error=False,
         )
         assert not result.success
@@ -359,7 +361,7 @@ def test_stray_rows_fail_the_run_before_commit(ray_session, tmp_path) -> None:
             [leaky_orders],
             resources=resources(tmp_path),
             instance=instance,
-            tags=range_tags("2024-01-01", "2024-01-03"),
+            tags=partition_range_tags("2024-01-01", "2024-01-03"),
             raise_on_error=False,
         )
     assert not result.success
@@ -491,7 +493,9 @@ def test_rerunning_a_committed_run_adds_no_rows_and_no_version(ray_session, tmp_
     for attempt in range(2):  # e.g. the same run re-executed after its process died post-commit
         with dg.instance_for_test() as instance:
             result = job.execute_in_process(
-                instance=instance, run_id=run_id, tags=range_tags("2024-01-01", "2024-01-02")
+                instance=instance,
+                run_id=run_id,
+                tags=partition_range_tags("2024-01-01", "2024-01-02"),
             )
         assert result.success
         event = result.asset_materializations_for_node("orders")[0]

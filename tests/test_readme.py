@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ray_assets._compat import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from ray_assets import partition_range_tags
 from tests.conftest import delta_log_rows, delta_version
 
 ROOT = Path(__file__).parent.parent
@@ -35,10 +35,7 @@ def test_tour_example_materializes_a_range(ray_session, tmp_path) -> None:
     result = dg.materialize(
         [namespace["orders"], namespace["clean_orders"]],
         resources=defs.resources,
-        tags={
-            ASSET_PARTITION_RANGE_START_TAG: "2024-01-01",
-            ASSET_PARTITION_RANGE_END_TAG: "2024-01-03",
-        },
+        tags=partition_range_tags("2024-01-01", "2024-01-03"),
     )
     assert result.success
     assert delta_version(tmp_path / "orders") == 0

@@ -15,10 +15,11 @@ from ray_assets import (
     PipelineFailedError,
     SchemaMismatchError,
     UnstorableValueError,
+    partition_range_tags,
     ray_asset,
 )
 from tests.conftest import delta_log_rows, delta_version
-from tests.test_assets import failure_text, range_tags, resources
+from tests.test_assets import failure_text, resources
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 
@@ -143,13 +144,13 @@ def test_reversed_range_is_refused_before_any_io(ray_session, tmp_path, table_ex
                 [daily_counts],
                 resources=resources(tmp_path),
                 instance=instance,
-                tags=range_tags("2024-01-01", "2024-01-05"),
+                tags=partition_range_tags("2024-01-01", "2024-01-05"),
             )
         result = dg.materialize(
             [daily_counts],
             resources=resources(tmp_path),
             instance=instance,
-            tags=range_tags("2024-01-05", "2024-01-04"),
+            tags=partition_range_tags("2024-01-05", "2024-01-04"),
             raise_on_error=False,
         )
     assert not result.success
@@ -289,13 +290,13 @@ def test_empty_output_that_empties_partitions_is_reported(ray_session, tmp_path)
             [sometimes_empty],
             resources=resources(tmp_path),
             instance=instance,
-            tags={**range_tags("2024-01-01", "2024-01-03"), "full": "1"},
+            tags={**partition_range_tags("2024-01-01", "2024-01-03"), "full": "1"},
         )
         result = dg.materialize(
             [sometimes_empty],
             resources=resources(tmp_path),
             instance=instance,
-            tags=range_tags("2024-01-01", "2024-01-03"),
+            tags=partition_range_tags("2024-01-01", "2024-01-03"),
         )
         logged = [
             entry.user_message
