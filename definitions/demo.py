@@ -2,8 +2,9 @@
 
 Runs the customer dimension, then the daily assets for a range of days as **one** run (one Delta
 commit per asset), on embedded Ray, into `RAY_ASSETS_TABLE_ROOT` (default `data/`), and prints
-each table's location, version and rows per partition, read from the Delta log. Exits non-zero
-when a run fails.
+each table's location, version and rows per partition, read from the Delta log. The runs are
+recorded in the project's Dagster instance (`$DAGSTER_HOME`, default `.dagster_home/`), so
+`dagster dev` shows them afterwards. Exits non-zero when a run fails.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
     from definitions.assets import ASSETS, DAILY_ASSETS, daily
+    from definitions.instance import project_instance
     from definitions.runs import materialize_days
     from definitions.sources import OrderSource
     from resources.local import local_resources
@@ -46,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rows_per_day:
         resources["order_source"] = OrderSource(rows_per_day=args.rows_per_day)
     _quiet_progress_bars()
-    instance = dg.DagsterInstance.ephemeral()
+    instance = project_instance()
     print(
         f"materializing customers, then {len(DAILY_ASSETS)} daily assets for {days[0]}...{days[-1]}"
     )
@@ -59,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     io_manager = resources["delta_io_manager"]
     for asset in ASSETS:
         print(describe_table(io_manager, asset.key))
+    print(
+        f"runs recorded in {os.environ['DAGSTER_HOME']}: see them with "
+        f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml"
+    )
     return 0
 
 

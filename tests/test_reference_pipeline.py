@@ -196,13 +196,16 @@ def test_cluster_environment_without_address_fails_naming_the_variable(tmp_path:
 
 @pytest.mark.slow
 def test_demo_command_materializes_and_prints_the_tables(tmp_path: Path) -> None:
-    """The README's first command, on a fresh embedded Ray in its own process."""
+    """The README's first command, on a fresh embedded Ray in its own process; its runs are
+    recorded in a persistent instance (what `dagster dev` then shows)."""
     root = tmp_path / "tables"
+    home = tmp_path / "home"
+    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run(
         [sys.executable, "-m", "definitions.demo", "--root", str(root), "--days", "2"]
         + ["--rows-per-day", "500"],
         cwd=REPO,
-        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+        env={**environment, "DAGSTER_HOME": str(home)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -212,6 +215,13 @@ def test_demo_command_materializes_and_prints_the_tables(tmp_path: Path) -> None
     assert "  2024-01-01: 500 rows\n  2024-01-02: 500 rows" in done.stdout
     assert f"daily_region_revenue: {root}/daily_region_revenue (Delta version 0" in done.stdout
     assert delta_log_rows(root / "raw_orders") == {"2024-01-01": 500, "2024-01-02": 500}
+    assert (home / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert len(instance.get_runs()) == 2
+        assert instance.get_materialized_partitions(dg.AssetKey("daily_region_revenue")) == {
+            "2024-01-01",
+            "2024-01-02",
+        }
 
 
 def test_workspace_yaml_loads_the_code_location(tmp_path: Path) -> None:
