@@ -13,6 +13,7 @@ import os
 import dagster as dg
 
 from definitions.assets import ASSETS, DAILY_ASSETS, daily
+from definitions.landing import landed_orders, landing_folder, landing_sensor
 from resources import resources_for
 
 daily_orders_job = dg.define_asset_job(
@@ -28,7 +29,8 @@ customers_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=ASSETS,
+    assets=[*ASSETS, landing_folder, landed_orders],
+    sensors=[landing_sensor],
     jobs=[daily_orders_job, customers_job],
     schedules=[
         dg.ScheduleDefinition(job=customers_job, cron_schedule="0 1 * * *"),

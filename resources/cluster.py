@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 
 from ray_assets import DeltaIOManager, RayResource
-from resources.local import order_source_from_env
+from resources.local import landing_from_env, order_source_from_env
 
 STORAGE_OPTION_VARIABLES = {"AWS_REGION": "region", "AWS_ENDPOINT_URL": "endpoint"}
 
@@ -34,6 +34,7 @@ def cluster_resources() -> dict[str, Any]:
             storage_options=storage_options_from_env(),
         ),
         "order_source": order_source_from_env(),
+        "landing": landing_from_env(),
     }
 
 

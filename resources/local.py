@@ -1,7 +1,8 @@
 """Local resources: embedded Ray sized for this machine, Delta tables under a local folder.
 
-`RAY_ASSETS_TABLE_ROOT` moves the tables (default `data/` under the working directory) and
-`RAY_ASSETS_ROWS_PER_DAY` sizes the generated orders (default small enough for a laptop demo).
+`RAY_ASSETS_TABLE_ROOT` moves the tables (default `data/` under the working directory),
+`RAY_ASSETS_ROWS_PER_DAY` sizes the generated orders (default small enough for a laptop demo) and
+`RAY_ASSETS_LANDING_DIR` is where order exports land (default `landing/`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ray_assets import DeltaIOManager, RayResource
 
 if TYPE_CHECKING:
+    from definitions.landing import LandingFolder
     from definitions.sources import OrderSource
 
 DEFAULT_TABLE_ROOT = "data"
@@ -24,7 +26,15 @@ def local_resources(table_root: str | None = None) -> dict[str, Any]:
         "ray": RayResource(),
         "delta_io_manager": DeltaIOManager(root_uri=root),
         "order_source": order_source_from_env(),
+        "landing": landing_from_env(),
     }
+
+
+def landing_from_env() -> LandingFolder:
+    """The landing folder at `$RAY_ASSETS_LANDING_DIR` (default `landing/`)."""
+    from definitions.landing import DEFAULT_LANDING_DIR, LandingFolder
+
+    return LandingFolder(path=os.environ.get("RAY_ASSETS_LANDING_DIR") or DEFAULT_LANDING_DIR)
 
 
 def order_source_from_env() -> OrderSource:
