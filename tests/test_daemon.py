@@ -1,0 +1,159 @@
+"""The automated paths under the real `dagster-daemon`: the landing sensor's ticks and a backfill.
+
+The daemon loads the reference `workspace.yaml` from a temporary `DAGSTER_HOME` configured by the
+project's `dagster.yaml`, and launches each run in a process of its own (Dagster's default run
+launcher), exactly as in production. The runs join the test session's Ray (the `cluster`
+resources), so they start in a second instead of starting Ray each. The test drives the daemon
+only through files, Dagster's CLI and the instance, and waits by polling the instance.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from tests.conftest import delta_log_rows, delta_version
+from tests.test_landing import drop
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS_PER_DAY = 200
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 240.0) -> Any:
+    """Poll `condition` until it returns something truthy; fail naming `what` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A running `dagster-daemon` on a fresh instance; yields its environment and folders."""
+    root = tmp_path_factory.mktemp("daemon")
+    home = root / "home"
+    home.mkdir()
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    environment = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "RAY_ASSETS_ENV": "cluster",
+        "RAY_ADDRESS": ray_session,
+        "RAY_ASSETS_TABLE_ROOT": str(root / "tables"),
+        "RAY_ASSETS_LANDING_DIR": str(root / "landing"),
+        "RAY_ASSETS_ROWS_PER_DAY": str(ROWS_PER_DAY),
+    }
+    log = (root / "daemon.log").open("w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield {"env": environment, "root": root, "home": home, "log": root / "daemon.log"}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def instance_of(daemon: dict[str, Any]) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(daemon["home"]))
+
+
+def finished_runs(
+    instance: dg.DagsterInstance, tag: str, value: str, count: int = 1
+) -> list[dg.DagsterRun]:
+    """The runs tagged `tag=value` once there are `count` and all have finished; else []."""
+    runs = [r for r in instance.get_runs() if r.tags.get(tag) == value]
+    return runs if len(runs) >= count and all(r.is_finished for r in runs) else []
+
+
+def dagster_cli(arguments: list[str], environment: dict[str, str]) -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), *arguments],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_landing_sensor_tick_materializes_exactly_the_landed_days(daemon) -> None:
+    landing = daemon["root"] / "landing"
+    drop(landing, "2024-02-02", "export-1", 3)
+    drop(landing, "2024-02-02", "export-2", 4)
+    drop(landing, "2024-02-05", "export-1", 6)
+    dagster_cli(["sensor", "start", "landing_sensor", "-w", "workspace.yaml"], daemon["env"])
+    with instance_of(daemon) as instance:
+        runs = wait_for(
+            lambda: finished_runs(instance, "dagster/sensor_name", "landing_sensor", count=2),
+            "the landing sensor's two runs",
+        )
+        assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}, daemon["log"].read_text()[
+            -3000:
+        ]
+        assert sorted(r.tags["dagster/partition"] for r in runs) == ["2024-02-02", "2024-02-05"]
+        assert instance.get_materialized_partitions(dg.AssetKey("landed_orders")) == {
+            "2024-02-02",
+            "2024-02-05",
+        }
+    table = daemon["root"] / "tables" / "landed_orders"
+    assert delta_log_rows(table) == {"2024-02-02": 7, "2024-02-05": 6}
+
+
+@pytest.mark.slow
+def test_backfill_launched_in_the_daemon_is_one_run_per_range(daemon) -> None:
+    from dagster._core.execution.backfill import PartitionBackfill
+
+    from definitions import defs
+
+    days = ["2024-03-01", "2024-03-02", "2024-03-03"]
+    with instance_of(daemon) as instance:
+        backfill = PartitionBackfill.from_asset_partitions(
+            backfill_id="orders3",
+            asset_graph=defs.resolve_asset_graph(),
+            partition_names=days,
+            asset_selection=[dg.AssetKey("raw_orders"), dg.AssetKey("clean_orders")],
+            backfill_timestamp=time.time(),
+            tags={},
+            dynamic_partitions_store=instance,
+            all_partitions=False,
+            title=None,
+            description=None,
+            run_config=None,
+        )
+        instance.add_backfill(backfill)
+        runs = wait_for(
+            lambda: finished_runs(instance, "dagster/backfill", "orders3"), "the backfill's run"
+        )
+        assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
+        assert runs[0].tags["dagster/asset_partition_range_start"] == days[0]
+        assert runs[0].tags["dagster/asset_partition_range_end"] == days[-1]
+        for asset in ("raw_orders", "clean_orders"):
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(days)
+    tables = daemon["root"] / "tables"
+    assert delta_log_rows(tables / "raw_orders") == dict.fromkeys(days, ROWS_PER_DAY)
+    assert delta_version(tables / "raw_orders") == 0 == delta_version(tables / "clean_orders")
