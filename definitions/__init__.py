@@ -28,9 +28,17 @@ customers_job = dg.define_asset_job(
     description="Reload the customer dimension.",
 )
 
+follow_upstream = dg.AutomationConditionSensorDefinition(
+    "follow_upstream",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=15,
+    description="Evaluates the assets' automation conditions: downstream days follow upstream.",
+)
+
 defs = dg.Definitions(
     assets=[*ASSETS, landing_folder, landed_orders],
-    sensors=[landing_sensor],
+    sensors=[landing_sensor, follow_upstream],
     jobs=[daily_orders_job, customers_job],
     schedules=[
         dg.ScheduleDefinition(job=customers_job, cron_schedule="0 1 * * *"),

@@ -30,6 +30,10 @@ daily_asset = functools.partial(
 """A daily `ray_asset` whose table is partitioned by `order_date`."""
 
 CUSTOMER_COLUMNS = ["customer_id", "region", "segment"]
+FOLLOWS_UPSTREAM = dg.AutomationCondition.eager()
+"""Downstream days follow their upstream: when the latest day of an upstream asset is
+materialized (a manual launch, the landing of a late export), the daemon's automation sensor
+requests the same day downstream, in one run."""
 
 
 def shuffle_partitions() -> int:
@@ -81,6 +85,7 @@ def raw_orders(context: dg.AssetExecutionContext, order_source: OrderSource) -> 
 
 @daily_asset(
     description="Valid orders only (a price, a quantity, not cancelled), with a signed amount.",
+    automation_condition=FOLLOWS_UPSTREAM,
 )
 def clean_orders(raw_orders: ray.data.Dataset) -> ray.data.Dataset:
     valid = (col("quantity") > 0) & (col("status") != "cancelled") & col("unit_price").is_not_null()
@@ -90,6 +95,7 @@ def clean_orders(raw_orders: ray.data.Dataset) -> ray.data.Dataset:
 @daily_asset(
     description="Clean orders joined with their customer's region and segment; orders of unknown "
     "customers drop out (inner join).",
+    automation_condition=FOLLOWS_UPSTREAM,
 )
 def orders_enriched(
     clean_orders: ray.data.Dataset, customers: ray.data.Dataset
@@ -104,6 +110,7 @@ def orders_enriched(
 
 @daily_asset(
     description="Revenue, order count and average order value per day and region.",
+    automation_condition=FOLLOWS_UPSTREAM,
 )
 def daily_region_revenue(orders_enriched: ray.data.Dataset) -> ray.data.Dataset:
     return (

@@ -157,3 +157,31 @@ def test_backfill_launched_in_the_daemon_is_one_run_per_range(daemon) -> None:
     tables = daemon["root"] / "tables"
     assert delta_log_rows(tables / "raw_orders") == dict.fromkeys(days, ROWS_PER_DAY)
     assert delta_version(tables / "raw_orders") == 0 == delta_version(tables / "clean_orders")
+
+
+@pytest.mark.slow
+def test_downstream_days_follow_their_upstream_under_the_daemon(daemon) -> None:
+    """`AutomationCondition.eager()` on the downstream daily assets, evaluated by the daemon's
+    `follow_upstream` sensor: materializing the latest day of `raw_orders` brings its
+    downstream assets' same day along, without anyone launching them."""
+    from definitions.assets import daily
+
+    latest = daily.get_last_partition_key()
+    select = ["asset", "materialize", "-m", "definitions", "--select"]
+    dagster_cli([*select, "customers"], daemon["env"])
+    dagster_cli([*select, "raw_orders", "--partition", latest], daemon["env"])
+    downstream = ("clean_orders", "orders_enriched", "daily_region_revenue")
+    with instance_of(daemon) as instance:
+        wait_for(
+            lambda: all(
+                latest in instance.get_materialized_partitions(dg.AssetKey(asset))
+                for asset in downstream
+            ),
+            f"the automation sensor to materialize {downstream} for {latest}",
+        )
+        automated = [
+            r for r in instance.get_runs() if r.tags.get("dagster/sensor_name") == "follow_upstream"
+        ]
+        assert automated and all(r.status == dg.DagsterRunStatus.SUCCESS for r in automated)
+    tables = daemon["root"] / "tables"
+    assert set(delta_log_rows(tables / "daily_region_revenue")) == {latest}
