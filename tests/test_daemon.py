@@ -10,6 +10,7 @@ only through files, Dagster's CLI and the instance, and waits by polling the ins
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,6 +57,8 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "RAY_ASSETS_LANDING_DIR": str(root / "landing"),
         "RAY_ASSETS_ROWS_PER_DAY": str(ROWS_PER_DAY),
     }
+    with dg.DagsterInstance.from_config(str(home)):
+        pass  # create the instance's storage now: the daemon and the CLI would race to create it
     log = (root / "daemon.log").open("w")
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
@@ -66,6 +69,7 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         start_new_session=True,
     )
     try:
+        dagster_cli(["sensor", "start", "landing_sensor", "-w", "workspace.yaml"], environment)
         yield {"env": environment, "root": root, "home": home, "log": root / "daemon.log"}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -106,7 +110,6 @@ def test_landing_sensor_tick_materializes_exactly_the_landed_days(daemon) -> Non
     drop(landing, "2024-02-02", "export-1", 3)
     drop(landing, "2024-02-02", "export-2", 4)
     drop(landing, "2024-02-05", "export-1", 6)
-    dagster_cli(["sensor", "start", "landing_sensor", "-w", "workspace.yaml"], daemon["env"])
     with instance_of(daemon) as instance:
         runs = wait_for(
             lambda: finished_runs(instance, "dagster/sensor_name", "landing_sensor", count=2),
@@ -179,9 +182,64 @@ def test_downstream_days_follow_their_upstream_under_the_daemon(daemon) -> None:
             ),
             f"the automation sensor to materialize {downstream} for {latest}",
         )
-        automated = [
-            r for r in instance.get_runs() if r.tags.get("dagster/sensor_name") == "follow_upstream"
-        ]
-        assert automated and all(r.status == dg.DagsterRunStatus.SUCCESS for r in automated)
+        automated = wait_for(
+            lambda: finished_runs(instance, "dagster/sensor_name", "follow_upstream"),
+            "the automation runs to finish",
+        )
+        assert {(r.run_id, r.status) for r in automated} == {
+            (r.run_id, dg.DagsterRunStatus.SUCCESS) for r in automated
+        }, daemon["log"].read_text()[-3000:]
     tables = daemon["root"] / "tables"
     assert set(delta_log_rows(tables / "daily_region_revenue")) == {latest}
+
+
+def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the run's worker process, from the engine event Dagster logs when it starts."""
+    for entry in instance.all_logs(run_id):
+        found = re.search(r"pid:? (\d+)", entry.user_message or "")
+        if entry.dagster_event is not None and found:
+            return int(found.group(1))
+    return None
+
+
+@pytest.mark.slow
+def test_a_killed_run_is_marked_failed_and_retried_without_doubling(daemon) -> None:
+    """SIGKILL a run's worker process: run monitoring marks the run failed instead of leaving it
+    STARTED, the run retry of the project's dagster.yaml materializes the day once."""
+    day = "2024-04-01"
+    drop(daemon["root"] / "landing", day, "export-1", 5)
+    with instance_of(daemon) as instance:
+        before = {r.run_id for r in instance.get_runs()}
+        first = wait_for(
+            lambda: next(
+                (
+                    r
+                    for r in instance.get_runs()
+                    if r.run_id not in before and r.tags.get("dagster/partition") == day
+                ),
+                None,
+            ),
+            "the sensor's run for the landed day",
+        )
+        pid = wait_for(lambda: run_worker_pid(instance, first.run_id), "the run worker's pid")
+        os.kill(pid, signal.SIGKILL)
+        failed = wait_for(
+            lambda: (lambda r: r if r.status == dg.DagsterRunStatus.FAILURE else None)(
+                instance.get_run_by_id(first.run_id)
+            ),
+            "the killed run to be marked failed",
+        )
+        assert failed.status == dg.DagsterRunStatus.FAILURE
+        retry = wait_for(
+            lambda: next(
+                (
+                    r
+                    for r in instance.get_runs()
+                    if r.tags.get("dagster/parent_run_id") == first.run_id and r.is_finished
+                ),
+                None,
+            ),
+            "the retry of the killed run",
+        )
+        assert retry.status == dg.DagsterRunStatus.SUCCESS, daemon["log"].read_text()[-3000:]
+    assert delta_log_rows(daemon["root"] / "tables" / "landed_orders")[day] == 5

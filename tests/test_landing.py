@@ -112,3 +112,19 @@ def test_folder_version_changes_when_a_file_lands(tmp_path) -> None:
     landed = folder_version(landing)
     assert landed != empty
     assert folder_version(landing) == landed
+
+
+def test_a_day_with_no_exports_is_an_empty_partition(ray_session, tmp_path) -> None:
+    resources = {
+        "ray": RayResource(),
+        "delta_io_manager": DeltaIOManager(root_uri=str(tmp_path / "tables")),
+        "landing": LandingFolder(path=str(tmp_path / "landing")),
+    }
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [landed_orders], resources=resources, instance=instance, partition_key="2024-01-09"
+        )
+    assert result.success
+    (event,) = result.asset_materializations_for_node("landed_orders")
+    assert event.metadata["dagster/partition_row_count"].value == 0
+    assert delta_log_rows(tmp_path / "tables" / "landed_orders") == {}
