@@ -1,8 +1,10 @@
 """`RayResource`: makes sure Ray is up for a run, and makes Ray Data fail loudly instead of silently.
 
 One Ray per process: a Ray that is already up (a test session, a script, another resource) is
-reused and left running; a Ray this resource started is shut down when the run's resources are
-torn down. Ray Data's defaults are tuned for throughput, not for unattended pipelines: crashed
+reused and left running; a Ray this resource started or connected to is shut down in this process
+when the run's resources are torn down. With `shared_head=True` the run connects to the machine's
+shared local head (`ray_assets.local_head`), starting it if none is up, and leaves it up for the
+next run. Ray Data's defaults are tuned for throughput, not for unattended pipelines: crashed
 tasks retry forever, `max_errored_blocks > 0` drops rows silently, and a stalled pipeline waits
 30 minutes. The resource sets bounded, explicit values for all three.
 """
@@ -12,41 +14,67 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 _log = logging.getLogger("ray_assets")
 
 
 class RayResource(dg.ConfigurableResource):
-    """Connects a Dagster run to Ray: an embedded local Ray by default, or a cluster by `address`."""
+    """Connects a Dagster run to Ray: an embedded local Ray by default, the machine's shared local
+    head with `shared_head=True`, or a cluster by `address`."""
 
     address: str | None = Field(
         default=None,
         description=(
             "Ray cluster to connect to: 'host:port' of a head's GCS, or 'auto' for the cluster "
             "started with `ray start` on this machine. Empty: start an embedded Ray in this "
-            "process (or reuse the one that is already up)."
+            "process (or reuse the one that is already up), or use the shared local head "
+            "(`shared_head`)."
         ),
     )
+    shared_head: bool = Field(
+        default=False,
+        description="Connect to this machine's shared local Ray head (loopback only, token "
+        "authentication), starting it if none answers: runs then skip Ray's start and stop "
+        "(about 7 s each) and share its workers and object store. The head stops after "
+        "`head_idle_timeout_s` without runs, or with `python -m ray_assets.local_head stop`. "
+        "Off: an embedded Ray per process. Not together with `address`.",
+    )
+    head_idle_timeout_s: float = Field(
+        default=600.0,
+        description="Seconds the shared head stays up once its last run is gone; applies when "
+        "this run starts the head.",
+    )
+    head_dir: str | None = Field(
+        default=None,
+        description="Directory of the shared head's record (head.json), lock, client files and "
+        "logs; one head per directory. Default: $RAY_ASSETS_HEAD_DIR, else ~/.ray_assets/head.",
+    )
     num_cpus: int | None = Field(
-        default=None, description="CPUs of an embedded Ray. Default: every core of the machine."
+        default=None,
+        description="CPUs of an embedded Ray, or of the shared head when this run starts it. "
+        "Default: every core of the machine.",
     )
     num_gpus: int | None = Field(
         default=None,
-        description="GPUs of an embedded Ray. Default: what Ray detects; set N on a CPU machine to "
-        "test GPU scheduling with logical GPUs.",
+        description="GPUs of an embedded Ray, or of the shared head when this run starts it. "
+        "Default: what Ray detects; set N on a CPU machine to test GPU scheduling with logical "
+        "GPUs.",
     )
     object_store_memory_bytes: int | None = Field(
         default=None,
-        description="Object store size of an embedded Ray. Default: 25% of RAM, at most 70% of "
-        "/dev/shm's free space and at most 8 GiB.",
+        description="Object store size of an embedded Ray, or of the shared head when this run "
+        "starts it. Default: 25% of RAM, at most 70% of /dev/shm's free space and at most 8 GiB.",
     )
     include_dashboard: bool = Field(
         default=False,
-        description="Start Ray's dashboard with an embedded Ray (needs ray[default]).",
+        description="Start Ray's dashboard with an embedded Ray, or with the shared head when this "
+        "run starts it (needs ray[default]).",
     )
     max_task_retries: int = Field(
         default=3,
@@ -75,6 +103,7 @@ class RayResource(dg.ConfigurableResource):
     )
 
     _started_here: bool = PrivateAttr(default=False)
+    _registered_with_head: Path | None = PrivateAttr(default=None)
 
     @field_validator("address")
     @classmethod
@@ -96,6 +125,26 @@ class RayResource(dg.ConfigurableResource):
             raise ValueError("max_task_retries must be 0 or more; infinite retries hide crashes")
         return value
 
+    @field_validator("head_idle_timeout_s")
+    @classmethod
+    def _idle_timeout_not_negative(cls, value: float) -> float:
+        """A negative timeout has no meaning; 0 stops the head as soon as its last run is gone."""
+        if value < 0:
+            raise ValueError("head_idle_timeout_s must be 0 or more")
+        return value
+
+    @model_validator(mode="after")
+    def _one_place_for_ray(self) -> RayResource:
+        """`address` joins a cluster that someone else runs, `shared_head` starts or joins this
+        machine's head: with both, the resource would have to guess where the run's Ray is."""
+        if self.address and self.shared_head:
+            raise ValueError(
+                f"address={self.address!r} and shared_head=True both say where Ray is: set "
+                "address to join that cluster, or shared_head=True for this machine's shared "
+                "local head, not both"
+            )
+        return self
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.ensure_started(context.log)
 
@@ -103,8 +152,13 @@ class RayResource(dg.ConfigurableResource):
         if self._started_here:
             import ray
 
-            ray.shutdown()
+            ray.shutdown()  # this process's Ray only: a shared head stays up for the next run
             self._started_here = False
+        if self._registered_with_head is not None:
+            from ray_assets import local_head
+
+            local_head.unregister_client(self._registered_with_head, os.getpid())
+            self._registered_with_head = None
 
     def ensure_started(self, log: Any = None) -> None:
         """Start or join Ray (once per process) and apply the DataContext settings."""
@@ -112,26 +166,63 @@ class RayResource(dg.ConfigurableResource):
 
         log = log or _log
         if not ray.is_initialized():
-            if self.address:
-                context = ray.init(address=self.address, log_to_driver=True)
+            if self.shared_head:
+                context, where = self._join_shared_head(log), "shared local head"
+            elif self.address:
+                context, where = ray.init(address=self.address, log_to_driver=True), self.address
             else:
-                context = ray.init(
-                    address="local",  # never join a stale `ray_current_cluster` by accident
-                    num_cpus=self.num_cpus or os.cpu_count(),
-                    num_gpus=self.num_gpus,
-                    object_store_memory=self.object_store_memory_bytes
-                    or default_object_store_bytes(),
-                    include_dashboard=self.include_dashboard,
-                    log_to_driver=True,
-                )
+                context, where = self._start_embedded(), "embedded"
             self._started_here = True
             dashboard = getattr(context, "dashboard_url", None)
-            where = self.address or "embedded"
             if dashboard:
                 log.info(f"Ray ({where}) is up; dashboard: http://{dashboard}")
             else:
                 log.info(f"Ray ({where}) is up; no dashboard")
         self.configure_data_context()
+
+    def _start_embedded(self) -> Any:
+        import ray
+
+        return ray.init(
+            address="local",  # never join a stale `ray_current_cluster` by accident
+            num_cpus=self.num_cpus or os.cpu_count(),
+            num_gpus=self.num_gpus,
+            object_store_memory=self.object_store_memory_bytes or default_object_store_bytes(),
+            include_dashboard=self.include_dashboard,
+            log_to_driver=True,
+        )
+
+    def _join_shared_head(self, log: Any) -> Any:
+        """Find or start the machine's shared head, register this process with it, connect."""
+        import ray
+
+        from ray_assets import local_head
+
+        head_dir = local_head.resolve_head_dir(self.head_dir)
+        spec = local_head.HeadSpec(
+            num_cpus=self.num_cpus or os.cpu_count() or 1,
+            object_store_bytes=self.object_store_memory_bytes or default_object_store_bytes(),
+            num_gpus=self.num_gpus,
+            include_dashboard=self.include_dashboard,
+            idle_timeout_s=self.head_idle_timeout_s,
+        )
+        began = time.perf_counter()
+        record, started = local_head.find_or_start(head_dir, spec, client_pid=os.getpid())
+        found = time.perf_counter()
+        try:
+            local_head.use_token_auth_in_this_process()
+            context = ray.init(address=record.connect_address, log_to_driver=True)
+        except BaseException:
+            local_head.unregister_client(head_dir, os.getpid())
+            raise
+        self._registered_with_head = head_dir
+        log.info(
+            f"Shared local Ray head at {record.gcs_address} ({record.num_cpus} CPUs, "
+            f"{record.object_store_bytes / 1024**2:.0f} MiB object store, record "
+            f"{head_dir / local_head.RECORD_FILE}): {'started' if started else 'found'} in "
+            f"{found - began:.2f}s, connected in {time.perf_counter() - found:.2f}s"
+        )
+        return context
 
     def configure_data_context(self) -> None:
         """Apply the resource's safety settings to Ray Data's DataContext of this process."""
