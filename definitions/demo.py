@@ -1,7 +1,7 @@
 """`python -m definitions.demo`: materialize the reference pipeline for a few days and show the tables.
 
 Runs the customer dimension, then the daily assets for a range of days as **one** run (one Delta
-commit per asset), on embedded Ray, into `RAY_ASSETS_TABLE_ROOT` (default `data/`), and prints
+commit per asset), on the machine's shared local Ray head (started if none is up), into `RAY_ASSETS_TABLE_ROOT` (default `data/`), and prints
 each table's location, version and rows per partition, read from the Delta log. The runs are
 recorded in the project's Dagster instance (`$DAGSTER_HOME`, default `.dagster_home/`), so
 `dagster dev` shows them afterwards. Exits non-zero when a run fails.

@@ -22,6 +22,7 @@ __all__ = [
     "ASSET_PARTITION_RANGE_END_TAG",
     "ASSET_PARTITION_RANGE_START_TAG",
     "bound_task_retries",
+    "enable_token_auth_in_this_process",
     "resource_param_names",
 ]
 
@@ -65,3 +66,19 @@ def resource_param_names(fn: Any) -> list[str]:
     from dagster._core.definitions.resource_annotation import get_resource_args
 
     return [param.name for param in get_resource_args(fn)]
+
+
+def enable_token_auth_in_this_process() -> None:
+    """Turn Ray's token authentication on for this process, before it connects to a head.
+
+    Ray 2.60: `ray.init(address=...)` never turns it on, and Ray reads `RAY_AUTH_MODE` into its
+    config once, when `ray` is imported, which a run's code has usually done by then. Set the
+    variable and have Ray read its config again (`ray._raylet.Config.initialize`), as Ray's own
+    `_enable_token_auth` does.
+    """
+    import os
+
+    from ray._raylet import Config
+
+    os.environ["RAY_AUTH_MODE"] = "token"
+    Config.initialize("")

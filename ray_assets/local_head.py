@@ -225,17 +225,10 @@ def live_clients(head_dir: Path) -> list[int]:
 
 
 def use_token_auth_in_this_process() -> None:
-    """Turn Ray's token authentication on for this process, before it connects to the head.
+    """Turn Ray's token authentication on for this process (a private Ray hook, see `_compat`)."""
+    from ray_assets._compat import enable_token_auth_in_this_process
 
-    `ray.init(address=...)` never turns it on, and Ray reads `RAY_AUTH_MODE` into its config once,
-    when `ray` is imported, which a run's code has usually done by now: set the variable and have
-    Ray read its config again, as Ray's own `_enable_token_auth` does (without that helper's
-    advice to opt out). Private API, Ray 2.60.
-    """
-    from ray._raylet import Config
-
-    os.environ["RAY_AUTH_MODE"] = "token"
-    Config.initialize("")
+    enable_token_auth_in_this_process()
 
 
 def ensure_token() -> None:

@@ -1,4 +1,10 @@
-"""Local resources: embedded Ray sized for this machine, Delta tables under a local folder.
+"""Local resources: the machine's shared local Ray head, Delta tables under a local folder.
+
+Every run process (the demo, the CLI, `dagster dev`'s and the daemon's runs) joins one Ray head
+for the machine, started by the first run that needs it and stopped after 10 idle minutes
+(`python -m ray_assets.local_head stop` stops it now): a run connects in a fraction of a second
+instead of starting and stopping its own Ray. A process whose Ray is already up (a test
+session, a notebook) keeps using it.
 
 `RAY_ASSETS_TABLE_ROOT` moves the tables (default `data/` under the working directory),
 `RAY_ASSETS_ROWS_PER_DAY` sizes the generated orders (default small enough for a laptop demo) and
@@ -20,10 +26,10 @@ DEFAULT_TABLE_ROOT = "data"
 
 
 def local_resources(table_root: str | None = None) -> dict[str, Any]:
-    """Embedded Ray, tables under `table_root` (default: `$RAY_ASSETS_TABLE_ROOT` or `data/`)."""
+    """The shared local head, tables under `table_root` (default: `$RAY_ASSETS_TABLE_ROOT` or `data/`)."""
     root = table_root or os.environ.get("RAY_ASSETS_TABLE_ROOT") or DEFAULT_TABLE_ROOT
     return {
-        "ray": RayResource(),
+        "ray": RayResource(shared_head=True),
         "delta_io_manager": DeltaIOManager(root_uri=root),
         "order_source": order_source_from_env(),
         "landing": landing_from_env(),

@@ -196,21 +196,35 @@ def test_cluster_environment_without_address_fails_naming_the_variable(tmp_path:
 
 @pytest.mark.slow
 def test_demo_command_materializes_and_prints_the_tables(tmp_path: Path) -> None:
-    """The README's first command, on a fresh embedded Ray in its own process; its runs are
-    recorded in a persistent instance (what `dagster dev` then shows)."""
+    """The README's first command in its own process: it starts the machine's shared local Ray
+    head (here in a temporary head folder, with its own token) and leaves it up for the next
+    run; its runs are recorded in a persistent instance (what `dagster dev` then shows)."""
     root = tmp_path / "tables"
     home = tmp_path / "home"
-    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    done = subprocess.run(
-        [sys.executable, "-m", "definitions.demo", "--root", str(root), "--days", "2"]
-        + ["--rows-per-day", "500"],
-        cwd=REPO,
-        env={**environment, "DAGSTER_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    head = tmp_path / "head"
+    environment = {
+        **{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+        "DAGSTER_HOME": str(home),
+        "RAY_ASSETS_HEAD_DIR": str(head),
+        "RAY_AUTH_TOKEN_PATH": str(tmp_path / "ray_auth_token"),
+    }
+    head_command = [sys.executable, "-m", "ray_assets.local_head", "--head-dir", str(head)]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "definitions.demo", "--root", str(root), "--days", "2"]
+            + ["--rows-per-day", "500"],
+            cwd=REPO,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        status = subprocess.run(head_command + ["status"], env=environment, capture_output=True)
+        assert status.returncode == 0, "the shared head stays up for the next run"
+    finally:
+        subprocess.run(head_command + ["stop"], env=environment, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Ray (shared local head) is up" in done.stdout + done.stderr
     assert f"raw_orders: {root}/raw_orders (Delta version 0, 2 files)" in done.stdout
     assert "  2024-01-01: 500 rows\n  2024-01-02: 500 rows" in done.stdout
     assert f"daily_region_revenue: {root}/daily_region_revenue (Delta version 0" in done.stdout
