@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,3 +68,15 @@ def file_digests(table_uri: str | Path) -> dict[str, str]:
         os.path.relpath(f.path, root): hashlib.sha256(Path(f.path).read_bytes()).hexdigest()
         for f in store.data_files(PartitionSlice.unpartitioned("any"))
     }
+
+
+def dagster_cli(arguments: list[str], environment: dict[str, str]) -> subprocess.CompletedProcess:
+    """The `dagster` command of this environment, run from the repository root."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), *arguments],
+        cwd=Path(__file__).resolve().parents[1],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

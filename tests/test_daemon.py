@@ -23,7 +23,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from tests.conftest import delta_log_rows, delta_version
+from tests.conftest import dagster_cli, delta_log_rows, delta_version
 from tests.test_landing import drop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         start_new_session=True,
     )
     try:
-        dagster_cli(["sensor", "start", "landing_sensor", "-w", "workspace.yaml"], environment)
+        dagster(["sensor", "start", "landing_sensor", "-w", "workspace.yaml"], environment)
         yield {"env": environment, "root": root, "home": home, "log": root / "daemon.log"}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -92,15 +92,9 @@ def finished_runs(
     return runs if len(runs) >= count and all(r.is_finished for r in runs) else []
 
 
-def dagster_cli(arguments: list[str], environment: dict[str, str]) -> None:
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), *arguments],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+def dagster(arguments: list[str], environment: dict[str, str]) -> None:
+    """Run a `dagster` command that must succeed."""
+    done = dagster_cli(arguments, environment)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
@@ -171,8 +165,8 @@ def test_downstream_days_follow_their_upstream_under_the_daemon(daemon) -> None:
 
     latest = daily.get_last_partition_key()
     select = ["asset", "materialize", "-m", "definitions", "--select"]
-    dagster_cli([*select, "customers"], daemon["env"])
-    dagster_cli([*select, "raw_orders", "--partition", latest], daemon["env"])
+    dagster([*select, "customers"], daemon["env"])
+    dagster([*select, "raw_orders", "--partition", latest], daemon["env"])
     downstream = ("clean_orders", "orders_enriched", "daily_region_revenue")
     with instance_of(daemon) as instance:
         wait_for(

@@ -32,44 +32,27 @@ DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 def races(ray_session, tmp_path_factory) -> dict[str, Any]:
     """Run every race scenario once with two writer processes; outcomes by scenario and round."""
     root = tmp_path_factory.mktemp("races")
+    same_types = {"a": "float64", "b": "float64"}
+
+    def scenario(name: str, mode: str, rounds: int, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "mode": mode, "uri": str(root / name), "rounds": rounds} | {
+            "amount_type": same_types,
+            **extra,
+        }
+
     scenarios = [
-        {
-            "name": "warn",
-            "mode": "warn",
-            "uri": str(root / "warn"),
-            "rounds": ROUNDS,
-            "amount_type": {"a": "float64", "b": "float64"},
-        },
-        {
-            "name": "fail",
-            "mode": "fail",
-            "uri": str(root / "fail"),
-            "rounds": ROUNDS,
-            "amount_type": {"a": "float64", "b": "float64"},
-        },
-        {
-            "name": "warn-existing",
-            "mode": "warn",
-            "uri": str(root / "warn-existing"),
-            "rounds": ROUNDS // 2,
-            "same_day": True,
-            "amount_type": {"a": "float64", "b": "float64"},
-        },
-        {
-            "name": "fail-existing",
-            "mode": "fail",
-            "uri": str(root / "fail-existing"),
-            "rounds": ROUNDS // 2,
-            "same_day": True,
-            "amount_type": {"a": "float64", "b": "float64"},
-        },
-        {
-            "name": "types",
-            "mode": "warn",
-            "uri": str(root / "types-{round}"),
-            "rounds": ROUNDS // 2,
-            "amount_type": {"a": "float64", "b": "int64"},
-        },
+        scenario("warn", "warn", ROUNDS),
+        scenario("fail", "fail", ROUNDS),
+        scenario("warn-existing", "warn", ROUNDS // 2, same_day=True),
+        scenario("fail-existing", "fail", ROUNDS // 2, same_day=True),
+        # a fresh table per round, created by both writers at once with different types
+        scenario(
+            "types",
+            "warn",
+            ROUNDS // 2,
+            uri=str(root / "types-{round}"),
+            amount_type={"a": "float64", "b": "int64"},
+        ),
     ]
     spawn = multiprocessing.get_context("spawn")
     barrier, results = spawn.Barrier(2), spawn.Queue()

@@ -16,7 +16,7 @@ import pytest
 
 from definitions.generator import make_customers, make_orders
 from definitions.sources import OrderSource
-from tests.conftest import delta_log_rows, delta_version
+from tests.conftest import dagster_cli, delta_log_rows, delta_version
 
 DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
 ROWS_PER_DAY = 3_000
@@ -46,18 +46,6 @@ def expected_revenue(days: list[str]) -> pd.DataFrame:
         .agg(revenue=("amount", "sum"), orders=("amount", "size"))
         .reset_index()
         .sort_values(["order_date", "region"], ignore_index=True)
-    )
-
-
-def dagster_cli(arguments: list[str], environment: dict[str, str]) -> subprocess.CompletedProcess:
-    """The `dagster` command of this environment, run from the repository root."""
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), *arguments],
-        cwd=REPO,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
 
 
