@@ -22,6 +22,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 import ray.data
 from pydantic import Field
 
@@ -103,13 +104,24 @@ def landed_orders(context: dg.AssetExecutionContext, landing: LandingFolder) -> 
         context.log.warning(f"no order exports for {context.partition_keys} under {landing.path}")
         return ray.data.from_arrow(pa.schema(EXPORT_COLUMN_TYPES).empty_table())
     context.log.info(f"reading {len(files)} landed file(s)")
-    parquet = [str(f) for f in files if f.suffix == ".parquet"]
-    csv = [str(f) for f in files if f.suffix == ".csv"]
-    # the files hold every column; the day folder is how they land, not a column to add
-    parts = [ray.data.read_parquet(parquet, partitioning=None)] if parquet else []
-    types = pa_csv.ConvertOptions(column_types=EXPORT_COLUMN_TYPES)
-    parts += [ray.data.read_csv(csv, partitioning=None, convert_options=types)] if csv else []
-    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    # One task per file, reading it with pyarrow: Ray's file readers list their inputs in
+    # threaded tasks, and two of them at once (Parquet and CSV exports of one day) raced on
+    # importing fsspec in the same worker (ImportError: cannot import name 'HTTPFileSystem').
+    paths = ray.data.from_items([{"path": str(f)} for f in files], override_num_blocks=len(files))
+    return paths.map_batches(read_exports, batch_size=1, batch_format="pyarrow")
+
+
+def read_exports(batch: pa.Table) -> pa.Table:
+    """The rows of the export files named in `batch`, with the export's column types."""
+    tables = []
+    for path in batch.column("path").to_pylist():
+        if path.endswith(".csv"):
+            types = pa_csv.ConvertOptions(column_types=EXPORT_COLUMN_TYPES)
+            tables.append(pa_csv.read_csv(path, convert_options=types))
+        else:
+            tables.append(pq.read_table(path))
+    schema = pa.schema(EXPORT_COLUMN_TYPES)
+    return pa.concat_tables([t.select(schema.names).cast(schema) for t in tables])
 
 
 @dg.sensor(
