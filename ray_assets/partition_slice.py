@@ -154,6 +154,10 @@ class PartitionSlice:
     def value_set(self) -> frozenset[tuple[str, ...]]:
         return frozenset(self.values)
 
+    def column_types(self, schema: pa.Schema) -> dict[str, pa.DataType]:
+        """The types of the slice's partition columns in `schema` (those it has)."""
+        return {c: schema.field(c).type for c in self.columns if c in schema.names}
+
     def stored_values(self, column_types: Mapping[str, pa.DataType]) -> tuple[tuple[str, ...], ...]:
         """Per key, the partition values as Delta stores them in columns of `column_types`.
 
@@ -470,6 +474,15 @@ def partition_value_scalar(value: str, kind: pa.DataType) -> Any:
     if pa.types.is_timestamp(kind):
         return dt.datetime.strptime(value, TIMESTAMP_TEXT).replace(tzinfo=dt.timezone.utc)
     return pa.array([value]).cast(kind)[0].as_py()
+
+
+def canonical_partition_text(value: str, kind: pa.DataType) -> str | None:
+    """`value` (a partition value's text, any writer's format) in ray_assets' canonical text for
+    a column of type `kind`, or None when it is not a value of that type."""
+    try:
+        return partition_text(partition_value_scalar(value, kind))
+    except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def partition_text(value: Any) -> str | None:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 
 from ray_assets.errors import CommitError, ConcurrentWriteError, RayAssetsError, SchemaMismatchError
-from ray_assets.partition_slice import PartitionSlice, partition_text, partition_value_scalar
+from ray_assets.partition_slice import PartitionSlice, canonical_partition_text
 from ray_assets.storage.arrow_schema import schema_diff
 from ray_assets.storage.filesystem import resolve_filesystem
 from ray_assets.storage.ray_errors import describe_cause
@@ -226,9 +226,11 @@ class SliceCommitter:
         """Commits in versions `first..last` whose data changes touch this write's slice."""
         if first > last:
             return []
-        wanted = self._stored_values(table)
+        types = self.partition_slice.column_types(self.store.table_schema(table))
+        wanted = (
+            self.partition_slice.stored_values(types) if self.partition_slice.is_partitioned else ()
+        )
         key_of = dict(zip(wanted, self.partition_slice.keys or (), strict=True)) if wanted else {}
-        types = _column_types(self.store.table_schema(table), self.partition_slice.columns)
         found = []
         for version in range(max(first, 0), last + 1):
             actions = read_commit(self.store, version)
@@ -252,11 +254,11 @@ class SliceCommitter:
     def _stored_values(self, table: DeltaTable) -> tuple[tuple[str, ...], ...]:
         if not self.partition_slice.is_partitioned:
             return ()
-        types = _column_types(self.store.table_schema(table), self.partition_slice.columns)
+        types = self.partition_slice.column_types(self.store.table_schema(table))
         return self.partition_slice.stored_values(types)
 
     def _delta_filters(self, schema: pa.Schema) -> list[tuple[str, str, Any]] | None:
-        types = _column_types(schema, self.partition_slice.columns)
+        types = self.partition_slice.column_types(schema)
         return self.partition_slice.delta_partition_filters(types)
 
     def _emptied_partitions(
@@ -324,10 +326,6 @@ def _add_actions(files: Sequence[FileStats]) -> list[Any]:
     ]
 
 
-def _column_types(schema: pa.Schema, columns: Sequence[str]) -> dict[str, pa.DataType]:
-    return {c: schema.field(c).type for c in columns if c in schema.names}
-
-
 def _canonical_values(
     raw: Mapping[str, str | None], types: Mapping[str, pa.DataType]
 ) -> tuple[str | None, ...]:
@@ -335,12 +333,7 @@ def _canonical_values(
     values = []
     for column, kind in types.items():
         value = raw.get(column)
-        if value is not None:
-            try:
-                value = partition_text(partition_value_scalar(value, kind))
-            except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass
-        values.append(value)
+        values.append(value if value is None else canonical_partition_text(value, kind) or value)
     return tuple(values)
 
 

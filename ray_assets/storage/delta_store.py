@@ -30,7 +30,7 @@ from ray_assets.errors import (
     StrayPartitionValuesError,
     UnsupportedTableError,
 )
-from ray_assets.partition_slice import PartitionSlice, partition_text, partition_value_scalar
+from ray_assets.partition_slice import PartitionSlice, canonical_partition_text, partition_text
 from ray_assets.storage.delta_commit import (
     MARKER,
     WRITE_ID_KEY,
@@ -269,7 +269,7 @@ class DeltaStore:
                 f"partition columns {list(partition_slice.columns)}."
             )
         schema = self.table_schema(table)
-        stored = partition_slice.stored_values(_column_types(schema, partition_slice))
+        stored = partition_slice.stored_values(partition_slice.column_types(schema))
         for index, column in enumerate(partition_slice.columns):
             kind = schema.field(column).type
             for value in dict.fromkeys(values[index] for values in stored):
@@ -401,7 +401,7 @@ class DeltaStore:
         partition_columns = list(table.metadata().partition_columns)
         wanted = None
         if partition_slice.is_partitioned:
-            types = _column_types(self.table_schema(table), partition_slice)
+            types = partition_slice.column_types(self.table_schema(table))
             wanted = set(partition_slice.stored_values(types))
         files = []
         for action in actions:
@@ -430,16 +430,8 @@ def _app_id(write_id: str, partition_slice: PartitionSlice) -> str:
     return f"{MARKER}-{partition_slice.fingerprint()}-{write_id}"
 
 
-def _column_types(schema: pa.Schema, partition_slice: PartitionSlice) -> dict[str, pa.DataType]:
-    return {c: schema.field(c).type for c in partition_slice.columns if c in schema.names}
-
-
 def _fits_exactly(value: str, kind: pa.DataType) -> bool:
-    try:
-        scalar = partition_value_scalar(value, kind)
-    except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return False
-    return partition_text(scalar) == value
+    return canonical_partition_text(value, kind) == value
 
 
 def _partition_stats(
@@ -447,7 +439,7 @@ def _partition_stats(
 ) -> dict[str, PartitionWriteStats]:
     if not partition_slice.is_partitioned:
         return {}
-    stored = partition_slice.stored_values(_column_types(schema, partition_slice))
+    stored = partition_slice.stored_values(partition_slice.column_types(schema))
     key_of = dict(zip(stored, partition_slice.keys or (), strict=True))
     rows: Counter[str] = Counter()
     counts: Counter[str] = Counter()
