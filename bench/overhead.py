@@ -76,9 +76,10 @@ def run_plain_ray(
     from ray.data.aggregate import Count, Mean, Sum
     from ray.data.expressions import col
 
-    from definitions.assets import CUSTOMER_COLUMNS, _round_money, price_orders, shuffle_partitions
+    from definitions.assets import CUSTOMER_COLUMNS, _round_money, price_orders
     from definitions.generator import make_customers, make_orders
     from definitions.sources import OrderSource
+    from ray_assets import shuffle_partitions
 
     def write(dataset: ray.data.Dataset, name: str, by_day: bool = True) -> None:
         if storage == "delta":

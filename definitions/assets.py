@@ -21,7 +21,7 @@ from ray.data.expressions import col
 
 from definitions.generator import make_customers, make_orders
 from definitions.sources import OrderSource
-from ray_assets import ray_asset
+from ray_assets import broadcast_join, ray_asset
 
 daily = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 daily_asset = functools.partial(
@@ -34,12 +34,6 @@ FOLLOWS_UPSTREAM = dg.AutomationCondition.eager()
 """Downstream days follow their upstream: when the latest day of an upstream asset is
 materialized (a manual launch, the landing of a late export), the daemon's automation sensor
 requests the same day downstream, in one run."""
-
-
-def shuffle_partitions() -> int:
-    """Hash partitions for joins and aggregations: a few per CPU, not Ray's default of 200,
-    which on small daily slices costs more in scheduling than the data itself."""
-    return max(2, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def price_orders(orders: pa.Table) -> pa.Table:
@@ -94,17 +88,15 @@ def clean_orders(raw_orders: ray.data.Dataset) -> ray.data.Dataset:
 
 @daily_asset(
     description="Clean orders joined with their customer's region and segment; orders of unknown "
-    "customers drop out (inner join).",
+    "customers drop out (inner join). The customer dimension is small, so it is broadcast to "
+    "the tasks that stream the orders instead of shuffling both sides.",
     automation_condition=FOLLOWS_UPSTREAM,
 )
 def orders_enriched(
     clean_orders: ray.data.Dataset, customers: ray.data.Dataset
 ) -> ray.data.Dataset:
-    return clean_orders.join(
-        customers.select_columns(CUSTOMER_COLUMNS),
-        join_type="inner",
-        num_partitions=shuffle_partitions(),
-        on=("customer_id",),
+    return broadcast_join(
+        clean_orders, customers.select_columns(CUSTOMER_COLUMNS), on="customer_id"
     )
 
 
@@ -115,7 +107,7 @@ def orders_enriched(
 def daily_region_revenue(orders_enriched: ray.data.Dataset) -> ray.data.Dataset:
     return (
         orders_enriched.select_columns(["order_date", "region", "amount"])
-        .groupby(["order_date", "region"], num_partitions=shuffle_partitions())
+        .groupby(["order_date", "region"])  # RayResource sizes the hash partitions
         .aggregate(
             Sum("amount", alias_name="revenue"),
             Count(alias_name="orders"),

@@ -20,6 +20,7 @@ from ray_assets.errors import (
     UnsupportedTableError,
 )
 from ray_assets.io_manager import DeltaIOManager
+from ray_assets.joins import broadcast_join, shuffle_partitions
 from ray_assets.partition_slice import PartitionSlice
 from ray_assets.ray_resource import RayResource
 from ray_assets.runs import materialize_partition_range, partition_range_tags
@@ -44,7 +45,9 @@ __all__ = [
     "UnstorableValueError",
     "UnsupportedTableError",
     "WriteResult",
+    "broadcast_join",
     "materialize_partition_range",
     "partition_range_tags",
     "ray_asset",
+    "shuffle_partitions",
 ]

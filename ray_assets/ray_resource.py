@@ -96,6 +96,14 @@ class RayResource(dg.ConfigurableResource):
         "accounting and Ray Data's other backpressure policies still bound concurrency and "
         "queues. Turn it on for pipelines whose CPU-heavy stages must not starve one another.",
     )
+    shuffle_partitions: int | None = Field(
+        default=None,
+        description="Hash partitions of Ray Data's joins and groupbys "
+        "(`DataContext.default_hash_shuffle_parallelism`; `ray_assets.shuffle_partitions()` "
+        "reads it for `Dataset.join`). Default: one per CPU of the cluster, at least 2. Ray's "
+        "default of 200 is sized for big clusters: on a small one, 200 near-empty partitions "
+        "cost more in scheduling than the data itself.",
+    )
     target_max_block_size_bytes: int | None = Field(
         default=None,
         description="Ray Data's target block size; smaller blocks mean less memory per worker. "
@@ -123,6 +131,14 @@ class RayResource(dg.ConfigurableResource):
         """-1 would restore Ray's infinite retries, which this resource exists to prevent."""
         if value < 0:
             raise ValueError("max_task_retries must be 0 or more; infinite retries hide crashes")
+        return value
+
+    @field_validator("shuffle_partitions")
+    @classmethod
+    def _at_least_one_partition(cls, value: int | None) -> int | None:
+        """0 partitions would leave a join nowhere to put its rows."""
+        if value is not None and value < 1:
+            raise ValueError("shuffle_partitions must be 1 or more (or unset: one per CPU)")
         return value
 
     @field_validator("head_idle_timeout_s")
@@ -233,8 +249,18 @@ class RayResource(dg.ConfigurableResource):
         data_context.execution_no_progress_timeout_s = self.no_progress_timeout_s
         data_context.set_config("ray_assets.max_task_retries", self.max_task_retries)
         data_context.op_resource_reservation_enabled = self.op_resource_reservation
+        data_context.default_hash_shuffle_parallelism = (
+            self.shuffle_partitions or cluster_shuffle_partitions()
+        )
         if self.target_max_block_size_bytes:
             data_context.target_max_block_size = self.target_max_block_size_bytes
+
+
+def cluster_shuffle_partitions() -> int:
+    """One hash partition per CPU of the cluster Ray is connected to, at least 2."""
+    import ray
+
+    return max(2, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def default_object_store_bytes() -> int:

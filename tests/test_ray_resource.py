@@ -47,6 +47,29 @@ def test_data_context_is_bounded_and_strict(ray_session) -> None:
         context.set_config("ray_assets.max_task_retries", before[1])
 
 
+def test_shuffle_partitions_follow_the_cluster_unless_set(ray_session) -> None:
+    """Ray's default of 200 hash partitions is for big clusters; the session has 2 CPUs."""
+    import ray
+    from ray.data import DataContext
+
+    from ray_assets import shuffle_partitions
+
+    context = DataContext.get_current()
+    try:
+        RayResource().configure_data_context()
+        cpus = int(ray.cluster_resources()["CPU"])
+        assert context.default_hash_shuffle_parallelism == max(2, cpus) == shuffle_partitions()
+        RayResource(shuffle_partitions=7).configure_data_context()
+        assert shuffle_partitions() == 7
+        grouped = ray.data.range(100).groupby("id").count().materialize()
+        assert grouped.count() == 100
+        assert grouped.num_blocks() <= 7  # one output block per hash partition at most
+    finally:
+        RayResource().configure_data_context()
+    with pytest.raises(ValueError, match="shuffle_partitions must be 1 or more"):
+        RayResource(shuffle_partitions=0)
+
+
 def test_a_one_stage_pipeline_uses_every_cpu(ray_session) -> None:
     """Without the per-operator reservation (off by default), tasks run side by side on all CPUs."""
     import ray.data
