@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import typing
 import warnings
 from collections.abc import Callable, Mapping
@@ -27,6 +28,12 @@ from ray_assets.partition_slice import PartitionColumn, _resolve_columns, empty_
 DEFAULT_IO_MANAGER_KEY = "delta_io_manager"
 RAY_RESOURCE_KEY = "ray"
 KINDS = {"ray", "deltalake"}
+DEFAULT_POOL = "ray"
+"""The Dagster concurrency pool of every `ray_asset` step unless the asset names another: one
+pool for the Ray cluster the code location runs on, so the instance's limit for it bounds how
+many pipelines share that cluster's CPUs and object store at once. `RAY_ASSETS_POOL` renames it,
+e.g. for two code locations on one Dagster instance that run on different clusters."""
+_USE_DEFAULT_POOL: Any = object()
 
 
 def ray_asset(
@@ -39,6 +46,7 @@ def ray_asset(
     metadata: Mapping[str, Any] | None = None,
     backfill_policy: dg.BackfillPolicy | None = None,
     required_resource_keys: set[str] | None = None,
+    pool: str | None = _USE_DEFAULT_POOL,
     **asset_kwargs: Any,
 ) -> Any:
     """Define an asset whose body returns a `ray.data.Dataset` (or a pyarrow Table / pandas DataFrame).
@@ -47,7 +55,9 @@ def ray_asset(
     multi-partitions, a dict of dimension name to column). Assets default to
     `BackfillPolicy.single_run()`, so a backfill of N partitions is one run and one commit;
     unpartitioned ones too, because Dagster refuses a `--partition-range` run (and a single-run
-    backfill) whose selection holds an asset without it.
+    backfill) whose selection holds an asset without it. Steps run in the concurrency `pool`
+    `$RAY_ASSETS_POOL` or `"ray"` (`DEFAULT_POOL`) unless `pool` names another (`None`: no pool),
+    so the instance's pool limit bounds the pipelines running on one Ray cluster at once.
     Every other `dg.asset` argument passes through. The asset requires the `ray` resource
     (`RayResource`) and stores through the IO manager at `io_manager_key` (`DeltaIOManager`).
     """
@@ -109,6 +119,7 @@ def ray_asset(
                 kinds=KINDS | set(kinds or ()),
                 metadata=definition_metadata,
                 backfill_policy=policy,
+                pool=default_pool() if pool is _USE_DEFAULT_POOL else pool,
                 required_resource_keys=set(required_resource_keys or ())
                 | set(resource_names)
                 | {RAY_RESOURCE_KEY, io_manager_key},
@@ -116,6 +127,11 @@ def ray_asset(
             )(body)
 
     return decorate(compute_fn) if compute_fn is not None else decorate
+
+
+def default_pool() -> str:
+    """The pool of `ray_asset` steps that name none: `$RAY_ASSETS_POOL`, else `DEFAULT_POOL`."""
+    return os.environ.get("RAY_ASSETS_POOL") or DEFAULT_POOL
 
 
 def _resolved_hints(fn: Callable[..., Any]) -> dict[str, Any]:

@@ -48,6 +48,13 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     home = root / "home"
     home.mkdir()
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    workspace = root / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n"
+        f"  - python_module: {{module_name: definitions, working_directory: '{REPO}'}}\n"
+        "  - python_module: {module_name: tests.backfill_location, "
+        f"working_directory: '{REPO}', location_name: backfill}}\n"
+    )
     environment = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -56,12 +63,13 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "RAY_ASSETS_TABLE_ROOT": str(root / "tables"),
         "RAY_ASSETS_LANDING_DIR": str(root / "landing"),
         "RAY_ASSETS_ROWS_PER_DAY": str(ROWS_PER_DAY),
+        "RAY_ASSETS_DAILY_CRON": "* * * * *",  # the schedule test needs a tick within a minute
     }
     with dg.DagsterInstance.from_config(str(home)):
         pass  # create the instance's storage now: the daemon and the CLI would race to create it
     log = (root / "daemon.log").open("w")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
         cwd=REPO,
         env=environment,
         stdout=log,
@@ -69,8 +77,15 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         start_new_session=True,
     )
     try:
-        dagster(["sensor", "start", "landing_sensor", "-w", "workspace.yaml"], environment)
-        yield {"env": environment, "root": root, "home": home, "log": root / "daemon.log"}
+        location = ["-w", str(workspace), "-l", "definitions"]
+        dagster(["sensor", "start", "landing_sensor", *location], environment)
+        yield {
+            "env": environment,
+            "root": root,
+            "home": home,
+            "log": root / "daemon.log",
+            "location": location,
+        }
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -185,6 +200,139 @@ def test_downstream_days_follow_their_upstream_under_the_daemon(daemon) -> None:
         }, daemon["log"].read_text()[-3000:]
     tables = daemon["root"] / "tables"
     assert set(delta_log_rows(tables / "daily_region_revenue")) == {latest}
+
+
+@pytest.mark.slow
+def test_the_daily_schedule_ticks_the_latest_day_under_the_daemon(daemon) -> None:
+    """The reference `daily_orders_schedule` (every minute here, `RAY_ASSETS_DAILY_CRON`) is
+    ticked by the daemon's scheduler: one run of the latest finished day through every daily
+    asset, whose tables then hold that day once."""
+    from definitions.assets import daily
+
+    latest = daily.get_last_partition_key()
+    dagster(["asset", "materialize", "-m", "definitions", "--select", "customers"], daemon["env"])
+    dagster(["schedule", "start", "daily_orders_schedule", *daemon["location"]], daemon["env"])
+    try:
+        with instance_of(daemon) as instance:
+            runs = wait_for(
+                lambda: finished_runs(instance, "dagster/schedule_name", "daily_orders_schedule"),
+                "the schedule's first tick and its run",
+                timeout_s=300,
+            )
+    finally:
+        dagster(["schedule", "stop", "daily_orders_schedule", *daemon["location"]], daemon["env"])
+    assert [(r.status, r.tags["dagster/partition"]) for r in runs] == [
+        (dg.DagsterRunStatus.SUCCESS, latest)
+    ], daemon["log"].read_text()[-3000:]
+    with instance_of(daemon) as instance:
+        for asset in ("raw_orders", "clean_orders", "orders_enriched", "daily_region_revenue"):
+            assert latest in instance.get_materialized_partitions(dg.AssetKey(asset))
+    assert delta_log_rows(daemon["root"] / "tables" / "raw_orders")[latest] == ROWS_PER_DAY
+
+
+def unless_logged(daemon: dict[str, Any], error: str) -> bool:
+    """True while the daemon's log does not hold `error`; fails the test at once when it does."""
+    log = daemon["log"].read_text()
+    if error in log:
+        raise AssertionError(log[log.index(error) - 200 :][:4000])
+    return True
+
+
+def step_intervals(instance: dg.DagsterInstance, run_ids: list[str]) -> list[tuple[float, float]]:
+    """(start, end) of every step that finished, from the runs' event logs."""
+    types = {
+        dg.DagsterEventType.STEP_START,
+        dg.DagsterEventType.STEP_SUCCESS,
+        dg.DagsterEventType.STEP_FAILURE,
+    }
+    intervals = []
+    for run_id in run_ids:
+        started: dict[str, float] = {}
+        for entry in instance.all_logs(run_id, of_type=types):
+            if entry.dagster_event_type == dg.DagsterEventType.STEP_START:
+                started[entry.step_key] = entry.timestamp
+            elif entry.step_key in started:
+                intervals.append((started.pop(entry.step_key), entry.timestamp))
+    return intervals
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The largest number of intervals that overlap at one moment."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, change in edges:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.mark.slow
+def test_a_multi_run_backfill_killed_halfway_resumes_without_doubling(daemon) -> None:
+    """100 days as 8 runs of up to 13 days (`BackfillPolicy.multi_run`), launched together and
+    bounded by the project's concurrency pool (4 steps at once). One run's process dies after
+    its first asset committed; the instance's run retry re-executes it from failure. Afterwards
+    every day is in both tables once, each run committed each table once, and Dagster's
+    partition status says every day is materialized."""
+    from dagster._core.execution.backfill import PartitionBackfill
+
+    from tests.backfill_location import KILLED_DAY, days, defs
+    from tests.backfill_location import ROWS_PER_DAY as BACKFILL_ROWS_PER_DAY
+
+    backfilled = days.get_partition_keys()[:100]
+    assets = [dg.AssetKey("backfill_orders"), dg.AssetKey("backfill_totals")]
+    with instance_of(daemon) as instance:
+        instance.add_backfill(
+            PartitionBackfill.from_asset_partitions(
+                backfill_id="days100",
+                asset_graph=defs.resolve_asset_graph(),
+                partition_names=backfilled,
+                asset_selection=assets,
+                backfill_timestamp=time.time(),
+                tags={},
+                dynamic_partitions_store=instance,
+                all_partitions=False,
+                title=None,
+                description=None,
+                run_config=None,
+            )
+        )
+        wait_for(
+            lambda: all(
+                instance.get_materialized_partitions(asset) == set(backfilled) for asset in assets
+            ),
+            "every day of the backfill materialized",
+            timeout_s=480,
+        )
+        runs = wait_for(
+            lambda: finished_runs(instance, "dagster/backfill", "days100", count=9),
+            "the backfill's 8 runs and the retry",
+        )
+        killed = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
+        assert len(killed) == 1, [(r.run_id, r.status) for r in runs]
+        tags = killed[0].tags
+        assert (
+            tags["dagster/asset_partition_range_start"]
+            <= KILLED_DAY
+            <= tags["dagster/asset_partition_range_end"]
+        )
+        retries = [r for r in runs if r.tags.get("dagster/parent_run_id") == killed[0].run_id]
+        assert [r.status for r in retries] == [dg.DagsterRunStatus.SUCCESS]
+        assert len(runs) == 9 and all(
+            r.status == dg.DagsterRunStatus.SUCCESS for r in runs if r not in killed
+        )
+        retried_steps = {
+            entry.step_key
+            for entry in instance.all_logs(
+                retries[0].run_id, of_type=dg.DagsterEventType.STEP_START
+            )
+        }
+        assert retried_steps == {"backfill_totals"}  # from failure: the committed step is kept
+        intervals = step_intervals(instance, [r.run_id for r in runs])
+        assert 2 <= most_at_once(intervals) <= 4, intervals
+    tables = daemon["root"] / "tables"
+    for table in ("backfill_orders", "backfill_totals"):
+        assert delta_log_rows(tables / table) == dict.fromkeys(backfilled, BACKFILL_ROWS_PER_DAY)
+        assert delta_version(tables / table) == 7  # 8 commits: one per run, none twice
 
 
 def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:

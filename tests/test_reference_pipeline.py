@@ -125,6 +125,20 @@ def test_code_location_loads_with_jobs_and_schedules() -> None:
     }
 
 
+def test_the_daily_schedule_requests_the_latest_finished_day_once() -> None:
+    import datetime as dt
+
+    from definitions import defs
+    from definitions.automation import daily_orders_schedule
+
+    tick_at = dt.datetime(2024, 5, 3, 2, 0, tzinfo=dt.timezone.utc)
+    with dg.build_schedule_context(
+        scheduled_execution_time=tick_at, repository_def=defs.get_repository_def()
+    ) as context:
+        requests = daily_orders_schedule.evaluate_tick(context).run_requests
+    assert [(r.partition_key, r.run_key) for r in requests] == [("2024-05-02", "2024-05-02")]
+
+
 def test_unknown_environment_is_refused() -> None:
     from resources import resources_for
 
