@@ -63,7 +63,7 @@ def customers(order_source: OrderSource) -> ray.data.Dataset:
 def raw_orders(context: dg.AssetExecutionContext, order_source: OrderSource) -> ray.data.Dataset:
     days = list(context.partition_keys)
     rows = len(days) * order_source.rows_per_day
-    blocks = max(len(days), math.ceil(rows / order_source.rows_per_block))
+    blocks = max(1, math.ceil(rows / order_source.rows_per_block))
     context.log.info(f"generating {rows:,} orders for {len(days)} day(s) in {blocks} blocks")
     return ray.data.range(rows, override_num_blocks=blocks).map_batches(
         make_orders,
