@@ -6,6 +6,7 @@ partition, for the assets downstream. Importing this package does not import Ray
 deltalake; they load when a resource starts or a table is touched.
 """
 
+from ray_assets.aggregates import ROWS, aggregate_by
 from ray_assets.asset import ray_asset
 from ray_assets.errors import (
     CommitError,
@@ -29,6 +30,7 @@ from ray_assets.storage import DeltaStore, PartitionWriteStats, WriteResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "ROWS",
     "CommitError",
     "ConcurrentWriteError",
     "DeltaIOManager",
@@ -45,6 +47,7 @@ __all__ = [
     "UnstorableValueError",
     "UnsupportedTableError",
     "WriteResult",
+    "aggregate_by",
     "broadcast_join",
     "materialize_partition_range",
     "partition_range_tags",

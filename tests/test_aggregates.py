@@ -1,0 +1,123 @@
+"""aggregate_by: the groupby's result for few groups, combined per task without a shuffle."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pytest
+
+from ray_assets import ROWS, aggregate_by
+
+SPEC = {
+    "total": ("amount", "sum"),
+    "rows": (ROWS, "count"),
+    "priced": ("amount", "count"),
+    "low": ("amount", "min"),
+    "high": ("amount", "max"),
+    "average": ("amount", "mean"),
+}
+
+
+def _orders(rows: int = 2_000, blocks: int = 5):
+    import ray.data
+
+    amounts = [None if i % 11 == 0 else float(i % 97) - 5.0 for i in range(rows)]
+    return ray.data.from_arrow(
+        pa.table(
+            {
+                "day": [f"2024-01-0{1 + i % 3}" for i in range(rows)],
+                "region": [f"r{i % 4}" for i in range(rows)],
+                "amount": amounts,
+                "only_nulls": pa.nulls(rows, pa.int64()),
+            }
+        )
+    ).repartition(blocks)
+
+
+def _expected(rows: int = 2_000) -> dict[tuple[str, str], dict[str, float | int | None]]:
+    """The same aggregation by hand, in Python."""
+    table = _orders(rows, 1).to_arrow_refs()
+    import ray
+
+    data = pa.concat_tables(ray.get(table)).to_pylist()
+    groups: dict[tuple[str, str], list] = {}
+    for row in data:
+        groups.setdefault((row["day"], row["region"]), []).append(row["amount"])
+    expected = {}
+    for key, amounts in groups.items():
+        present = [a for a in amounts if a is not None]
+        expected[key] = {
+            "total": sum(present) if present else None,
+            "rows": len(amounts),
+            "priced": len(present),
+            "low": min(present) if present else None,
+            "high": max(present) if present else None,
+            "average": sum(present) / len(present) if present else None,
+        }
+    return expected
+
+
+def _by_key(dataset) -> dict[tuple[str, str], dict]:
+    rows = dataset.take_all()
+    return {(r["day"], r["region"]): {k: r[k] for k in SPEC} for r in rows}
+
+
+def test_every_aggregation_matches_the_groups_by_hand(ray_session) -> None:
+    result = aggregate_by(_orders(), ["day", "region"], SPEC)
+    assert list(result.schema().names) == ["day", "region", *SPEC]
+    got, expected = _by_key(result), _expected()
+    assert got.keys() == expected.keys() and len(got) == 12
+    for key, values in expected.items():
+        for name, value in values.items():
+            assert got[key][name] == pytest.approx(value), (key, name)
+
+
+def test_the_same_result_as_ray_datas_groupby(ray_session) -> None:
+    from ray.data.aggregate import Count, Mean, Sum
+
+    ours = aggregate_by(
+        _orders(),
+        ["day", "region"],
+        {"total": ("amount", "sum"), "rows": (ROWS, "count"), "average": ("amount", "mean")},
+    ).take_all()
+    theirs = (
+        _orders()
+        .groupby(["day", "region"])
+        .aggregate(
+            Sum("amount", alias_name="total"),
+            Count(alias_name="rows"),
+            Mean("amount", alias_name="average"),
+        )
+        .take_all()
+    )
+    key = lambda row: (row["day"], row["region"])  # noqa: E731
+    for mine, other in zip(sorted(ours, key=key), sorted(theirs, key=key), strict=True):
+        assert key(mine) == key(other) and mine["rows"] == other["rows"]
+        assert math.isclose(mine["total"], other["total"])
+        assert math.isclose(mine["average"], other["average"])
+
+
+def test_a_group_of_nulls_sums_to_null(ray_session) -> None:
+    rows = aggregate_by(
+        _orders(), "region", {"s": ("only_nulls", "sum"), "m": ("only_nulls", "mean")}
+    ).take_all()
+    assert len(rows) == 4 and {(r["s"], r["m"]) for r in rows} == {(None, None)}
+
+
+def test_nothing_in_gives_nothing_out(ray_session) -> None:
+    from ray.data.expressions import col
+
+    empty = _orders().filter(expr=col("region") == "nowhere")
+    assert aggregate_by(empty, ["day", "region"], SPEC).count() == 0
+
+
+def test_aggregations_that_do_not_combine_are_refused(ray_session) -> None:
+    import ray.data
+
+    with pytest.raises(ValueError, match="'median'.*Dataset.groupby"):
+        aggregate_by(ray.data.range(3), "id", {"m": ("id", "median")})
+    with pytest.raises(ValueError, match="only 'count' can count rows"):
+        aggregate_by(ray.data.range(3), "id", {"m": (ROWS, "sum")})
+    with pytest.raises(ValueError, match="at least one key"):
+        aggregate_by(ray.data.range(3), [], {"m": ("id", "sum")})
