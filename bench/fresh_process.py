@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _head import stop_head  # noqa: E402
 from _results import median, reproduce_command, spread, write_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,19 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                     if connected is not None:
                         connect.append(connected)
     finally:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ray_assets.local_head",
-                "--head-dir",
-                str(scratch / "head"),
-                "stop",
-            ],
-            env=environment,
-            capture_output=True,
-            timeout=120,
-        )
+        stop_head(scratch / "head", environment)
     rounds = [e / s for e, s in zip(seconds["embedded"], seconds["shared"], strict=True)]
     value = median(seconds["embedded"]) / median(seconds["shared"])
     write_result(

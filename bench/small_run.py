@@ -64,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script, not
 
 import pyarrow as pa  # noqa: E402
 from _baseline_venv import ensure_baseline_venv  # noqa: E402
+from _head import stop_head  # noqa: E402
 from _results import (  # noqa: E402
     VerificationError,
     exit_code_of,
@@ -290,23 +291,6 @@ def environment_for(scratch: Path, rows_per_day: int) -> dict[str, str]:
     }
 
 
-def stop_head(scratch: Path, environment: dict[str, str]) -> None:
-    """Stop the benchmark's head (only its own processes), so nothing outlives the run."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ray_assets.local_head",
-            "--head-dir",
-            str(scratch / "head"),
-            "stop",
-        ],
-        env=environment,
-        capture_output=True,
-        timeout=120,
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows-per-day", type=int, default=20_000, help="orders of the day")
@@ -322,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return exit_code_of(lambda: run(args, parser, scratch, environment))
     finally:
-        stop_head(scratch, environment)
+        stop_head(scratch / "head", environment)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

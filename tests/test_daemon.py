@@ -136,19 +136,23 @@ def test_landing_sensor_tick_materializes_exactly_the_landed_days(daemon) -> Non
     assert delta_log_rows(table) == {"2024-02-02": 7, "2024-02-05": 6}
 
 
-@pytest.mark.slow
-def test_backfill_launched_in_the_daemon_is_one_run_per_range(daemon) -> None:
+def launch_backfill(
+    instance: dg.DagsterInstance,
+    backfill_id: str,
+    defs: dg.Definitions,
+    partitions: list[str],
+    assets: list[str],
+) -> None:
+    """Submit an asset backfill as the UI does; the daemon's backfill loop picks it up. Dagster
+    has no public API for it, so this one test helper uses the internal `PartitionBackfill`."""
     from dagster._core.execution.backfill import PartitionBackfill
 
-    from definitions import defs
-
-    days = ["2024-03-01", "2024-03-02", "2024-03-03"]
-    with instance_of(daemon) as instance:
-        backfill = PartitionBackfill.from_asset_partitions(
-            backfill_id="orders3",
+    instance.add_backfill(
+        PartitionBackfill.from_asset_partitions(
+            backfill_id=backfill_id,
             asset_graph=defs.resolve_asset_graph(),
-            partition_names=days,
-            asset_selection=[dg.AssetKey("raw_orders"), dg.AssetKey("clean_orders")],
+            partition_names=partitions,
+            asset_selection=[dg.AssetKey(asset) for asset in assets],
             backfill_timestamp=time.time(),
             tags={},
             dynamic_partitions_store=instance,
@@ -157,7 +161,16 @@ def test_backfill_launched_in_the_daemon_is_one_run_per_range(daemon) -> None:
             description=None,
             run_config=None,
         )
-        instance.add_backfill(backfill)
+    )
+
+
+@pytest.mark.slow
+def test_backfill_launched_in_the_daemon_is_one_run_per_range(daemon) -> None:
+    from definitions import defs
+
+    days = ["2024-03-01", "2024-03-02", "2024-03-03"]
+    with instance_of(daemon) as instance:
+        launch_backfill(instance, "orders3", defs, days, ["raw_orders", "clean_orders"])
         runs = wait_for(
             lambda: finished_runs(instance, "dagster/backfill", "orders3"), "the backfill's run"
         )
@@ -273,28 +286,14 @@ def test_a_multi_run_backfill_killed_halfway_resumes_without_doubling(daemon) ->
     its first asset committed; the instance's run retry re-executes it from failure. Afterwards
     every day is in both tables once, each run committed each table once, and Dagster's
     partition status says every day is materialized."""
-    from dagster._core.execution.backfill import PartitionBackfill
-
     from tests.backfill_location import KILLED_DAY, days, defs
     from tests.backfill_location import ROWS_PER_DAY as BACKFILL_ROWS_PER_DAY
 
     backfilled = days.get_partition_keys()[:100]
     assets = [dg.AssetKey("backfill_orders"), dg.AssetKey("backfill_totals")]
     with instance_of(daemon) as instance:
-        instance.add_backfill(
-            PartitionBackfill.from_asset_partitions(
-                backfill_id="days100",
-                asset_graph=defs.resolve_asset_graph(),
-                partition_names=backfilled,
-                asset_selection=assets,
-                backfill_timestamp=time.time(),
-                tags={},
-                dynamic_partitions_store=instance,
-                all_partitions=False,
-                title=None,
-                description=None,
-                run_config=None,
-            )
+        launch_backfill(
+            instance, "days100", defs, backfilled, ["backfill_orders", "backfill_totals"]
         )
         wait_for(
             lambda: all(
