@@ -103,6 +103,7 @@ def _partial(batch: pa.Table, keys: list[str], plan: list[tuple[str, str | None,
 
 def _final(table: pa.Table, keys: list[str], plan: list[tuple[str, str | None, str]]) -> pa.Table:
     """Combine every block's parts into one row per group."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     if table.num_columns == 0:
@@ -126,8 +127,6 @@ def _final(table: pa.Table, keys: list[str], plan: list[tuple[str, str | None, s
             columns[output] = pc.divide(pc.cast(total, "float64"), pc.cast(nonzero, "float64"))
         else:
             columns[output] = combined[_part_name(column, _PARTS[function][0])]
-    import pyarrow as pa
-
     return pa.table(columns)
 
 
