@@ -24,6 +24,7 @@ from ray_assets.io_manager import DeltaIOManager
 from ray_assets.joins import broadcast_join, shuffle_partitions
 from ray_assets.partition_slice import PartitionSlice
 from ray_assets.ray_resource import RayResource
+from ray_assets.reads import read_parquet_files
 from ray_assets.runs import materialize_partition_range, partition_range_tags
 from ray_assets.storage import DeltaStore, PartitionWriteStats, WriteResult
 
@@ -52,5 +53,6 @@ __all__ = [
     "materialize_partition_range",
     "partition_range_tags",
     "ray_asset",
+    "read_parquet_files",
     "shuffle_partitions",
 ]

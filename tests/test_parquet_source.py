@@ -1,0 +1,88 @@
+"""read_parquet_files: external Parquet listed once on the driver, read with pushdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from ray_assets import read_parquet_files
+
+
+def _export(root: Path, files: int = 5, rows: int = 1_000) -> pa.Table:
+    """`files` Parquet files (two in a subfolder), plus files that are not data; returns all rows."""
+    tables = []
+    for number in range(files):
+        ids = list(range(number * rows, (number + 1) * rows))
+        table = pa.table(
+            {
+                "id": ids,
+                "valid": [i % 10 != 0 for i in ids],
+                "amount": [i * 0.25 for i in ids],
+                "note": [f"n{i % 7}" for i in ids],
+            }
+        )
+        folder = root / "late" if number >= files - 2 else root
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, folder / f"part-{number}.parquet", row_group_size=250)
+        tables.append(table)
+    (root / "_SUCCESS").write_text("")
+    (root / ".part-9.parquet.tmp").write_text("half written")
+    (root / "_delta_log").mkdir()
+    pq.write_table(tables[0], root / "_delta_log" / "not-data.parquet")
+    return pa.concat_tables(tables)
+
+
+def _rows(dataset) -> pa.Table:
+    import ray
+
+    return pa.concat_tables(ray.get(dataset.to_arrow_refs())).sort_by("id")
+
+
+def test_every_data_file_is_read_once_and_nothing_else(ray_session, tmp_path) -> None:
+    everything = _export(tmp_path)
+    dataset = read_parquet_files(str(tmp_path))
+    assert _rows(dataset).equals(everything)
+    assert sorted(Path(f).name for f in dataset.input_files()) == [
+        f"part-{n}.parquet" for n in range(5)
+    ]
+
+
+def test_columns_and_filter_are_pushed_into_the_reader(ray_session, tmp_path) -> None:
+    everything = _export(tmp_path)
+    dataset = read_parquet_files(
+        str(tmp_path), columns=["id", "amount"], filter=pc.field("valid") & (pc.field("id") < 2_500)
+    )
+    expected = everything.filter(pc.field("valid") & (pc.field("id") < 2_500)).select(
+        ["id", "amount"]
+    )
+    assert dataset.schema().names == ["id", "amount"]
+    assert _rows(dataset).equals(expected)
+    stats = dataset.materialize().stats()
+    assert "ParquetFiles" in stats and "FooterReader" not in stats
+
+
+def test_hive_folders_become_columns(ray_session, tmp_path) -> None:
+    for day in ("2024-01-01", "2024-01-02"):
+        folder = tmp_path / f"day={day}"
+        folder.mkdir()
+        pq.write_table(pa.table({"id": [1, 2, 3]}), folder / "part-0.parquet")
+    dataset = read_parquet_files(
+        str(tmp_path), partitioning="hive", filter=pc.field("day") == "2024-01-02"
+    )
+    rows = _rows(dataset)
+    assert rows.column_names == ["id", "day"] and rows["day"].to_pylist() == ["2024-01-02"] * 3
+
+
+def test_a_missing_path_or_column_is_named(ray_session, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="nothing at .*nowhere"):
+        read_parquet_files(str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no .parquet files under .*empty"):
+        read_parquet_files(str(tmp_path / "empty"))
+    _export(tmp_path / "data")
+    with pytest.raises(ValueError, match=r"no column \['price'\].*'amount'"):
+        read_parquet_files(str(tmp_path / "data"), columns=["id", "price"])
