@@ -126,7 +126,7 @@ def read_exports(batch: pa.Table) -> pa.Table:
 
 @dg.sensor(
     asset_selection=[landed_orders],
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=15,  # a listing of one folder: cheap enough to look often
     description="Requests exactly the days whose landing sub-folder got a new or changed file.",
 )
 def landing_sensor(

@@ -223,7 +223,11 @@ def test_the_daily_schedule_ticks_the_latest_day_under_the_daemon(daemon) -> Non
     from definitions.assets import daily
 
     latest = daily.get_last_partition_key()
-    dagster(["asset", "materialize", "-m", "definitions", "--select", "customers"], daemon["env"])
+    with instance_of(daemon) as instance:  # the daily job joins the customer dimension
+        has_customers = instance.get_latest_materialization_event(dg.AssetKey("customers"))
+    if has_customers is None:
+        select = ["asset", "materialize", "-m", "definitions", "--select", "customers"]
+        dagster(select, daemon["env"])
     dagster(["schedule", "start", "daily_orders_schedule", *daemon["location"]], daemon["env"])
     try:
         with instance_of(daemon) as instance:
