@@ -123,6 +123,24 @@ def test_asset_definition_defaults(ray_session) -> None:
     assert set(clean_orders.keys_by_input_name) == {"orders"}
 
 
+def test_steps_run_in_the_ray_pool_unless_the_asset_names_another(monkeypatch) -> None:
+    def pools(asset: dg.AssetsDefinition) -> set[str]:
+        return asset.get_op_def_for_asset_key(asset.key).pools
+
+    def fresh(**kwargs):
+        @ray_asset(**kwargs)
+        def table():
+            return None
+
+        return table
+
+    assert pools(orders) == {"ray"}
+    assert pools(fresh(pool="gpu")) == {"gpu"}
+    assert pools(fresh(pool=None)) == set()
+    monkeypatch.setenv("RAY_ASSETS_POOL", "cluster-eu")
+    assert pools(fresh()) == {"cluster-eu"}
+
+
 def test_rematerializing_one_key_replaces_only_that_key(ray_session, tmp_path) -> None:
     with dg.instance_for_test() as instance:
         dg.materialize(
