@@ -35,33 +35,13 @@ class DataFile:
     size_bytes: int
 
 
-class DeltaFilesDatasource(Datasource):
-    """Reads the given files of one table, projecting `columns` and restoring partition columns."""
+class FileGroupsDatasource(Datasource):
+    """A datasource over files listed on the driver: each read task reads a size-balanced group
+    of `_files` with `_read_files`, and its block metadata comes from the list (row counts when
+    every file's is known, as in a Delta log; unknown otherwise)."""
 
-    def __init__(
-        self,
-        *,
-        files: Sequence[DataFile],
-        table_schema: pa.Schema,
-        partition_columns: Sequence[str],
-        columns: Sequence[str] | None,
-        table_uri: str,
-        storage_options: Mapping[str, str] | None,
-    ) -> None:
-        super().__init__()
-        self._files = list(files)
-        self._partition_columns = list(partition_columns)
-        wanted = set(columns) if columns is not None else set(table_schema.names)
-        wanted.update(self._partition_columns)
-        self.output_schema = pa.schema([f for f in table_schema if f.name in wanted])
-        self._data_columns = [
-            n for n in self.output_schema.names if n not in self._partition_columns
-        ]
-        self._table_uri = table_uri
-        self._storage_options = dict(storage_options or {})
-
-    def get_name(self) -> str:
-        return "DeltaTable"
+    _files: list[DataFile]
+    output_schema: pa.Schema
 
     def estimate_inmemory_data_size(self) -> int | None:
         return sum(file.size_bytes for file in self._files)
@@ -88,6 +68,38 @@ class DeltaFilesDatasource(Datasource):
                 )
             )
         return tasks
+
+    def _read_files(self, files: Sequence[DataFile]) -> Iterator[pa.Table]:
+        raise NotImplementedError
+
+
+class DeltaFilesDatasource(FileGroupsDatasource):
+    """Reads the given files of one table, projecting `columns` and restoring partition columns."""
+
+    def __init__(
+        self,
+        *,
+        files: Sequence[DataFile],
+        table_schema: pa.Schema,
+        partition_columns: Sequence[str],
+        columns: Sequence[str] | None,
+        table_uri: str,
+        storage_options: Mapping[str, str] | None,
+    ) -> None:
+        super().__init__()
+        self._files = list(files)
+        self._partition_columns = list(partition_columns)
+        wanted = set(columns) if columns is not None else set(table_schema.names)
+        wanted.update(self._partition_columns)
+        self.output_schema = pa.schema([f for f in table_schema if f.name in wanted])
+        self._data_columns = [
+            n for n in self.output_schema.names if n not in self._partition_columns
+        ]
+        self._table_uri = table_uri
+        self._storage_options = dict(storage_options or {})
+
+    def get_name(self) -> str:
+        return "DeltaTable"
 
     def _read_files(self, files: Sequence[DataFile]) -> Iterator[pa.Table]:
         filesystem, _ = resolve_filesystem(self._table_uri, self._storage_options)

@@ -14,21 +14,17 @@ reads which files. Imported lazily by `ray_assets.read_parquet_files`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as pads
-from ray.data.block import BlockMetadata  # noqa: TID253
-from ray.data.datasource import Datasource, ReadTask  # noqa: TID253
 
-from ray_assets.storage.delta_source import DataFile, _balanced_groups
+from ray_assets.storage.delta_source import _BATCH_ROWS, DataFile, FileGroupsDatasource
 from ray_assets.storage.filesystem import resolve_filesystem
 
-_BATCH_ROWS = 128 * 1024
 
-
-class ParquetFilesDatasource(Datasource):
-    """Reads Parquet files listed on the driver, each task a size-balanced group of files."""
+class ParquetFilesDatasource(FileGroupsDatasource):
+    """Reads Parquet files listed on the driver, each task a size-balanced group of files (their
+    row counts are unknown to the listing: `DataFile.num_rows` is None until the filter runs)."""
 
     def __init__(
         self,
@@ -57,28 +53,6 @@ class ParquetFilesDatasource(Datasource):
 
     def get_name(self) -> str:
         return "ParquetFiles"
-
-    def estimate_inmemory_data_size(self) -> int | None:
-        return sum(file.size_bytes for file in self._files)
-
-    def get_read_tasks(
-        self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
-    ) -> list[ReadTask]:
-        groups = _balanced_groups(self._files, max(1, min(parallelism, len(self._files))))
-        return [
-            ReadTask(
-                lambda group=group: self._read_files(group),
-                BlockMetadata(
-                    num_rows=None,  # unknown until the filter has run
-                    size_bytes=sum(file.size_bytes for file in group),
-                    exec_stats=None,
-                    input_files=[file.path for file in group],
-                ),
-                schema=self.output_schema,
-                per_task_row_limit=per_task_row_limit,
-            )
-            for group in groups
-        ]
 
     def _read_files(self, files: Sequence[DataFile]) -> Iterator[pa.Table]:
         filesystem, root = resolve_filesystem(self._root_uri, self._storage_options)
