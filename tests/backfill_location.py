@@ -1,7 +1,7 @@
 """A second code location for the daemon tests: a multi-run backfill whose run dies halfway.
 
 `backfill_orders` and `backfill_totals` are daily `ray_asset`s with `BackfillPolicy.multi_run`,
-so a backfill of 100 days is 8 runs of up to 13 days, each materializing both assets. The first
+so a backfill of 40 days is 4 runs of 10 days, each materializing both assets. The first
 attempt of the run whose days hold `KILLED_DAY` kills its own process with SIGKILL as its second
 step starts: its `backfill_orders` days are committed, its `backfill_totals` days are not, and
 nothing of Dagster's cleanup runs, as when a machine loses the process. Its retry (the instance's
@@ -23,9 +23,9 @@ from definitions.generator import make_orders
 from ray_assets import DeltaIOManager, RayResource, ray_asset
 
 ROWS_PER_DAY = 40
-RUN_DAYS = 13
+RUN_DAYS = 10
 KILLED_DAY = "2025-01-20"
-"""Inside the second run's days of a backfill from 2025-01-01."""
+"""The last of the second run's days (01-11..01-20) of a backfill from 2025-01-01."""
 
 days = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_date="2025-12-31")
 multi_run = dg.BackfillPolicy.multi_run(max_partitions_per_run=RUN_DAYS)

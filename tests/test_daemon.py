@@ -30,15 +30,67 @@ REPO = Path(__file__).resolve().parents[1]
 ROWS_PER_DAY = 200
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 240.0) -> Any:
-    """Poll `condition` until it returns something truthy; fail naming `what` after the timeout."""
+def wait_for(
+    condition: Callable[[], Any],
+    what: str,
+    timeout_s: float = 240.0,
+    daemon: dict[str, Any] | None = None,
+) -> Any:
+    """Poll `condition` until it returns something truthy; fail naming `what` after the timeout,
+    with what the instance, the pool, Ray and the daemon were doing when `daemon` is given."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    state = "" if daemon is None else "\n" + daemon_state(daemon)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}{state}")
+
+
+def daemon_state(daemon: dict[str, Any]) -> str:
+    """The recent runs with their last events, the backfills, the `ray` pool's slots, Ray's free
+    resources, worker processes and log warnings, and the daemon log's: what a timeout needs to
+    be diagnosed when the suite runs where nobody can look."""
+    lines = []
+    with instance_of(daemon) as instance:
+        for run in instance.get_runs(limit=25):
+            tags = {k.split("/")[-1]: v for k, v in run.tags.items() if "partition" in k}
+            parent = run.tags.get("dagster/parent_run_id", "")[:8]
+            lines.append(f"run {run.run_id[:8]} {run.status.value} {tags} parent={parent}")
+            if not run.is_finished:
+                for entry in instance.all_logs(run.run_id)[-4:]:
+                    message = (entry.user_message or "").replace("\n", " ")[:160]
+                    lines.append(f"    {entry.dagster_event_type}: {message}")
+        for backfill in instance.get_backfills():
+            lines.append(f"backfill {backfill.backfill_id} {backfill.status.value}")
+        pool = instance.event_log_storage.get_concurrency_info("ray")
+        lines.append(
+            f"pool ray: {pool.active_slot_count}/{pool.slot_count} claimed by "
+            f"{sorted(r[:8] for r in pool.active_run_ids)}, {pool.pending_step_count} pending"
+        )
+    try:
+        import psutil
+        import ray
+
+        workers: dict[str, int] = {}
+        for process in psutil.process_iter(["cmdline"]):
+            title = " ".join(process.info["cmdline"] or [])
+            if title.startswith("ray::"):
+                workers[title[:60]] = workers.get(title[:60], 0) + 1
+        lines.append(f"ray available {ray.available_resources()} of {ray.cluster_resources()}")
+        lines.append(f"ray worker processes: {workers}")
+        logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+        for name in ("raylet.out", "gcs_server.out"):
+            text = (logs / name).read_text(errors="replace").splitlines()
+            problems = [line[:300] for line in text if re.search(r"^\[[^]]* [WE] ", line)]
+            lines += [f"{name} errors and warnings (last 10):", *problems[-10:]]
+    except Exception as error:  # the diagnosis must not hide the timeout
+        lines.append(f"ray state unavailable: {error!r}")
+    log = re.sub(r"\x1b\[[0-9;]*m", "", daemon["log"].read_text()).splitlines()
+    errors = [line[:300] for line in log if re.search(r"ERROR|Error|Exception|WARNING", line)]
+    lines += ["daemon log errors and warnings (last 25):", *errors[-25:]]
+    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +175,7 @@ def test_landing_sensor_tick_materializes_exactly_the_landed_days(daemon) -> Non
         runs = wait_for(
             lambda: finished_runs(instance, "dagster/sensor_name", "landing_sensor", count=2),
             "the landing sensor's two runs",
+            daemon=daemon,
         )
         assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}, daemon["log"].read_text()[
             -3000:
@@ -172,7 +225,9 @@ def test_backfill_launched_in_the_daemon_is_one_run_per_range(daemon) -> None:
     with instance_of(daemon) as instance:
         launch_backfill(instance, "orders3", defs, days, ["raw_orders", "clean_orders"])
         runs = wait_for(
-            lambda: finished_runs(instance, "dagster/backfill", "orders3"), "the backfill's run"
+            lambda: finished_runs(instance, "dagster/backfill", "orders3"),
+            "the backfill's run",
+            daemon=daemon,
         )
         assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
         assert runs[0].tags["dagster/asset_partition_range_start"] == days[0]
@@ -203,10 +258,12 @@ def test_downstream_days_follow_their_upstream_under_the_daemon(daemon) -> None:
                 for asset in downstream
             ),
             f"the automation sensor to materialize {downstream} for {latest}",
+            daemon=daemon,
         )
         automated = wait_for(
             lambda: finished_runs(instance, "dagster/sensor_name", "follow_upstream"),
             "the automation runs to finish",
+            daemon=daemon,
         )
         assert {(r.run_id, r.status) for r in automated} == {
             (r.run_id, dg.DagsterRunStatus.SUCCESS) for r in automated
@@ -235,6 +292,7 @@ def test_the_daily_schedule_ticks_the_latest_day_under_the_daemon(daemon) -> Non
                 lambda: finished_runs(instance, "dagster/schedule_name", "daily_orders_schedule"),
                 "the schedule's first tick and its run",
                 timeout_s=300,
+                daemon=daemon,
             )
     finally:
         dagster(["schedule", "stop", "daily_orders_schedule", *daemon["location"]], daemon["env"])
@@ -245,14 +303,6 @@ def test_the_daily_schedule_ticks_the_latest_day_under_the_daemon(daemon) -> Non
         for asset in ("raw_orders", "clean_orders", "orders_enriched", "daily_region_revenue"):
             assert latest in instance.get_materialized_partitions(dg.AssetKey(asset))
     assert delta_log_rows(daemon["root"] / "tables" / "raw_orders")[latest] == ROWS_PER_DAY
-
-
-def unless_logged(daemon: dict[str, Any], error: str) -> bool:
-    """True while the daemon's log does not hold `error`; fails the test at once when it does."""
-    log = daemon["log"].read_text()
-    if error in log:
-        raise AssertionError(log[log.index(error) - 200 :][:4000])
-    return True
 
 
 def step_intervals(instance: dg.DagsterInstance, run_ids: list[str]) -> list[tuple[float, float]]:
@@ -283,61 +333,6 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
-@pytest.mark.slow
-def test_a_multi_run_backfill_killed_halfway_resumes_without_doubling(daemon) -> None:
-    """100 days as 8 runs of up to 13 days (`BackfillPolicy.multi_run`), launched together and
-    bounded by the project's concurrency pool (4 steps at once). One run's process dies after
-    its first asset committed; the instance's run retry re-executes it from failure. Afterwards
-    every day is in both tables once, each run committed each table once, and Dagster's
-    partition status says every day is materialized."""
-    from tests.backfill_location import KILLED_DAY, days, defs
-    from tests.backfill_location import ROWS_PER_DAY as BACKFILL_ROWS_PER_DAY
-
-    backfilled = days.get_partition_keys()[:100]
-    assets = [dg.AssetKey("backfill_orders"), dg.AssetKey("backfill_totals")]
-    with instance_of(daemon) as instance:
-        launch_backfill(
-            instance, "days100", defs, backfilled, ["backfill_orders", "backfill_totals"]
-        )
-        wait_for(
-            lambda: all(
-                instance.get_materialized_partitions(asset) == set(backfilled) for asset in assets
-            ),
-            "every day of the backfill materialized",
-            timeout_s=480,
-        )
-        runs = wait_for(
-            lambda: finished_runs(instance, "dagster/backfill", "days100", count=9),
-            "the backfill's 8 runs and the retry",
-        )
-        killed = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
-        assert len(killed) == 1, [(r.run_id, r.status) for r in runs]
-        tags = killed[0].tags
-        assert (
-            tags["dagster/asset_partition_range_start"]
-            <= KILLED_DAY
-            <= tags["dagster/asset_partition_range_end"]
-        )
-        retries = [r for r in runs if r.tags.get("dagster/parent_run_id") == killed[0].run_id]
-        assert [r.status for r in retries] == [dg.DagsterRunStatus.SUCCESS]
-        assert len(runs) == 9 and all(
-            r.status == dg.DagsterRunStatus.SUCCESS for r in runs if r not in killed
-        )
-        retried_steps = {
-            entry.step_key
-            for entry in instance.all_logs(
-                retries[0].run_id, of_type=dg.DagsterEventType.STEP_START
-            )
-        }
-        assert retried_steps == {"backfill_totals"}  # from failure: the committed step is kept
-        intervals = step_intervals(instance, [r.run_id for r in runs])
-        assert 2 <= most_at_once(intervals) <= 4, intervals
-    tables = daemon["root"] / "tables"
-    for table in ("backfill_orders", "backfill_totals"):
-        assert delta_log_rows(tables / table) == dict.fromkeys(backfilled, BACKFILL_ROWS_PER_DAY)
-        assert delta_version(tables / table) == 7  # 8 commits: one per run, none twice
-
-
 def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     """The pid of the run's worker process, from the engine event Dagster logs when it starts."""
     for entry in instance.all_logs(run_id):
@@ -354,6 +349,11 @@ def test_a_killed_run_is_marked_failed_and_retried_without_doubling(daemon) -> N
     day = "2024-04-01"
     drop(daemon["root"] / "landing", day, "export-1", 5)
     with instance_of(daemon) as instance:
+        wait_for(
+            lambda: all(r.is_finished for r in instance.get_runs()),
+            "the earlier tests' runs to finish",
+            daemon=daemon,
+        )
         before = {r.run_id for r in instance.get_runs()}
         first = wait_for(
             lambda: next(
@@ -365,14 +365,18 @@ def test_a_killed_run_is_marked_failed_and_retried_without_doubling(daemon) -> N
                 None,
             ),
             "the sensor's run for the landed day",
+            daemon=daemon,
         )
-        pid = wait_for(lambda: run_worker_pid(instance, first.run_id), "the run worker's pid")
+        pid = wait_for(
+            lambda: run_worker_pid(instance, first.run_id), "the run worker's pid", daemon=daemon
+        )
         os.kill(pid, signal.SIGKILL)
         failed = wait_for(
             lambda: (lambda r: r if r.status == dg.DagsterRunStatus.FAILURE else None)(
                 instance.get_run_by_id(first.run_id)
             ),
             "the killed run to be marked failed",
+            daemon=daemon,
         )
         assert failed.status == dg.DagsterRunStatus.FAILURE
         retry = wait_for(
@@ -385,6 +389,64 @@ def test_a_killed_run_is_marked_failed_and_retried_without_doubling(daemon) -> N
                 None,
             ),
             "the retry of the killed run",
+            daemon=daemon,
         )
         assert retry.status == dg.DagsterRunStatus.SUCCESS, daemon["log"].read_text()[-3000:]
     assert delta_log_rows(daemon["root"] / "tables" / "landed_orders")[day] == 5
+
+
+@pytest.mark.slow
+def test_a_multi_run_backfill_killed_halfway_resumes_without_doubling(daemon) -> None:
+    """40 days as 4 runs of 10 days (`BackfillPolicy.multi_run`), launched together and bounded
+    by the project's concurrency pool (4 steps at once). One run's process dies after its first
+    asset committed; the instance's run retry re-executes it from failure. Afterwards every day
+    is in both tables once, each run committed each table once, and Dagster's partition status
+    says every day is materialized."""
+    from tests.backfill_location import KILLED_DAY, days, defs
+    from tests.backfill_location import ROWS_PER_DAY as BACKFILL_ROWS_PER_DAY
+
+    backfilled = days.get_partition_keys()[:40]
+    assets = [dg.AssetKey("backfill_orders"), dg.AssetKey("backfill_totals")]
+    with instance_of(daemon) as instance:
+        launch_backfill(
+            instance, "days40", defs, backfilled, ["backfill_orders", "backfill_totals"]
+        )
+        wait_for(
+            lambda: all(
+                instance.get_materialized_partitions(asset) == set(backfilled) for asset in assets
+            ),
+            "every day of the backfill materialized",
+            timeout_s=480,
+            daemon=daemon,
+        )
+        runs = wait_for(
+            lambda: finished_runs(instance, "dagster/backfill", "days40", count=5),
+            "the backfill's 4 runs and the retry",
+            daemon=daemon,
+        )
+        killed = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
+        assert len(killed) == 1, [(r.run_id, r.status) for r in runs]
+        tags = killed[0].tags
+        assert (
+            tags["dagster/asset_partition_range_start"]
+            <= KILLED_DAY
+            <= tags["dagster/asset_partition_range_end"]
+        )
+        retries = [r for r in runs if r.tags.get("dagster/parent_run_id") == killed[0].run_id]
+        assert [r.status for r in retries] == [dg.DagsterRunStatus.SUCCESS]
+        assert len(runs) == 5 and all(
+            r.status == dg.DagsterRunStatus.SUCCESS for r in runs if r not in killed
+        )
+        retried_steps = {
+            entry.step_key
+            for entry in instance.all_logs(
+                retries[0].run_id, of_type=dg.DagsterEventType.STEP_START
+            )
+        }
+        assert retried_steps == {"backfill_totals"}  # from failure: the committed step is kept
+        intervals = step_intervals(instance, [r.run_id for r in runs])
+        assert 2 <= most_at_once(intervals) <= 4, intervals
+    tables = daemon["root"] / "tables"
+    for table in ("backfill_orders", "backfill_totals"):
+        assert delta_log_rows(tables / table) == dict.fromkeys(backfilled, BACKFILL_ROWS_PER_DAY)
+        assert delta_version(tables / table) == 3  # 4 commits: one per run, none twice
