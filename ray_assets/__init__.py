@@ -6,27 +6,75 @@ partition, for the assets downstream. Importing this package does not import Ray
 deltalake; they load when a resource starts or a table is touched.
 """
 
-from ray_assets.aggregates import ROWS, aggregate_by
-from ray_assets.asset import ray_asset
-from ray_assets.errors import (
-    CommitError,
-    ConcurrentWriteError,
-    PartitionColumnError,
-    PartitionKeyError,
-    PipelineFailedError,
-    RayAssetsError,
-    SchemaMismatchError,
-    StrayPartitionValuesError,
-    UnstorableValueError,
-    UnsupportedTableError,
-)
-from ray_assets.io_manager import DeltaIOManager
-from ray_assets.joins import broadcast_join, shuffle_partitions
-from ray_assets.partition_slice import PartitionSlice
-from ray_assets.ray_resource import RayResource
-from ray_assets.reads import read_parquet_files
-from ray_assets.runs import materialize_partition_range, partition_range_tags
-from ray_assets.storage import DeltaStore, PartitionWriteStats, WriteResult
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ray_assets.aggregates import ROWS, aggregate_by
+    from ray_assets.asset import ray_asset
+    from ray_assets.errors import (
+        CommitError,
+        ConcurrentWriteError,
+        PartitionColumnError,
+        PartitionKeyError,
+        PipelineFailedError,
+        RayAssetsError,
+        SchemaMismatchError,
+        StrayPartitionValuesError,
+        UnstorableValueError,
+        UnsupportedTableError,
+    )
+    from ray_assets.io_manager import DeltaIOManager
+    from ray_assets.joins import broadcast_join, shuffle_partitions
+    from ray_assets.partition_slice import PartitionSlice
+    from ray_assets.ray_resource import RayResource
+    from ray_assets.reads import read_parquet_files
+    from ray_assets.runs import materialize_partition_range, partition_range_tags
+    from ray_assets.storage import DeltaStore, PartitionWriteStats, WriteResult
+
+_EXPORTS = {
+    "ROWS": "ray_assets.aggregates",
+    "aggregate_by": "ray_assets.aggregates",
+    "ray_asset": "ray_assets.asset",
+    "CommitError": "ray_assets.errors",
+    "ConcurrentWriteError": "ray_assets.errors",
+    "PartitionColumnError": "ray_assets.errors",
+    "PartitionKeyError": "ray_assets.errors",
+    "PipelineFailedError": "ray_assets.errors",
+    "RayAssetsError": "ray_assets.errors",
+    "SchemaMismatchError": "ray_assets.errors",
+    "StrayPartitionValuesError": "ray_assets.errors",
+    "UnstorableValueError": "ray_assets.errors",
+    "UnsupportedTableError": "ray_assets.errors",
+    "DeltaIOManager": "ray_assets.io_manager",
+    "broadcast_join": "ray_assets.joins",
+    "shuffle_partitions": "ray_assets.joins",
+    "PartitionSlice": "ray_assets.partition_slice",
+    "RayResource": "ray_assets.ray_resource",
+    "read_parquet_files": "ray_assets.reads",
+    "materialize_partition_range": "ray_assets.runs",
+    "partition_range_tags": "ray_assets.runs",
+    "DeltaStore": "ray_assets.storage",
+    "PartitionWriteStats": "ray_assets.storage",
+    "WriteResult": "ray_assets.storage",
+}
+"""Where each public name lives. The package imports them on first use (PEP 562): Ray
+workers unpickle functions of `ray_assets.aggregates` or `ray_assets.storage.*` by module,
+and an eager package would make each of them import Dagster first (about 1 s per worker)."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ray_assets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __version__ = "0.1.0"
 

@@ -15,13 +15,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_assets.errors import PartitionColumnError, PartitionKeyError
 
 if TYPE_CHECKING:
+    import dagster as dg
     from ray.data.expressions import Expr
 
 PartitionColumn = str | Mapping[str, str]
@@ -114,6 +114,8 @@ class PartitionSlice:
         dynamic_partitions_store: Any = None,
     ) -> PartitionSlice:
         """Slice of every key from `key_range.start` to `key_range.end`, both included."""
+        import dagster as dg
+
         _validate_membership(
             partitions_def, [key_range.start, key_range.end], asset_key, dynamic_partitions_store
         )
@@ -137,6 +139,8 @@ class PartitionSlice:
         asset_key: str,
     ) -> PartitionSlice:
         """Slice of every partition whose window lies in `[time_window.start, time_window.end)`."""
+        import dagster as dg
+
         if not isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
             raise PartitionColumnError(
                 f"Asset '{asset_key}': a time window only selects partitions of a time-window "
@@ -297,6 +301,8 @@ def _resolve_columns(
     asset_key: str,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Columns (and the dimension each holds) for a partitions definition."""
+    import dagster as dg
+
     if partition_column is None:
         raise PartitionColumnError(
             f"Asset '{asset_key}' is partitioned but names no partition column: pass "
@@ -354,6 +360,8 @@ def _validate_membership(
     asset_key: str,
     dynamic_partitions_store: Any,
 ) -> None:
+    import dagster as dg
+
     for key in keys:
         if not isinstance(key, str) or not key:
             raise PartitionKeyError(
@@ -378,6 +386,8 @@ def _validate_membership(
 
 
 def _describe_definition(partitions_def: dg.PartitionsDefinition) -> str:
+    import dagster as dg
+
     if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
         start = partitions_def.start.strftime(partitions_def.fmt)
         return (
@@ -391,6 +401,8 @@ def _describe_definition(partitions_def: dg.PartitionsDefinition) -> str:
 def _values_of_key(
     partitions_def: dg.PartitionsDefinition, key: str, dimensions: tuple[str, ...]
 ) -> tuple[str, ...]:
+    import dagster as dg
+
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
         by_dimension = partitions_def.get_partition_key_from_str(key).keys_by_dimension
         return tuple(by_dimension[d] for d in dimensions)
@@ -400,6 +412,8 @@ def _values_of_key(
 def _window_starts_of_key(
     partitions_def: dg.PartitionsDefinition, key: str, dimensions: tuple[str, ...]
 ) -> tuple[dt.datetime | None, ...]:
+    import dagster as dg
+
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
         by_dimension = partitions_def.get_partition_key_from_str(key).keys_by_dimension
         starts = []

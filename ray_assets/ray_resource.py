@@ -76,6 +76,13 @@ class RayResource(dg.ConfigurableResource):
         description="Start Ray's dashboard with an embedded Ray, or with the shared head when this "
         "run starts it (needs ray[default]).",
     )
+    warm_workers: bool = Field(
+        default=True,
+        description="As soon as Ray is up, start this run's Ray workers in the background (one "
+        "per CPU, at most 8) with the modules a pipeline's tasks import, so that the first "
+        "pipeline does not wait about 3 s for them. Ray starts workers per process, so this "
+        "pays off with the shared head and clusters too.",
+    )
     max_task_retries: int = Field(
         default=3,
         description="How often Ray retries a task or restarts an actor that crashed (worker or node "
@@ -112,6 +119,7 @@ class RayResource(dg.ConfigurableResource):
 
     _started_here: bool = PrivateAttr(default=False)
     _registered_with_head: Path | None = PrivateAttr(default=None)
+    _warming: list = PrivateAttr(default_factory=list)
 
     @field_validator("address")
     @classmethod
@@ -189,6 +197,10 @@ class RayResource(dg.ConfigurableResource):
             else:
                 context, where = self._start_embedded(), "embedded"
             self._started_here = True
+            if self.warm_workers:
+                from ray_assets.worker_warmup import start_warm_workers
+
+                self._warming = start_warm_workers()
             dashboard = getattr(context, "dashboard_url", None)
             if dashboard:
                 log.info(f"Ray ({where}) is up; dashboard: http://{dashboard}")

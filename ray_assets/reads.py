@@ -29,8 +29,6 @@ def read_parquet_files(
     `pyarrow.compute` expression, e.g. `pc.field("valid")`) holds. `partitioning="hive"` reads
     `day=2024-01-01/` folders as a `day` column. Use it instead of `ray.data.read_parquet` on
     small clusters: see `ray_assets.storage.parquet_source` for what that one costs."""
-    import ray.data
-
     from ray_assets.storage.parquet_source import ParquetFilesDatasource, list_parquet_files
 
     files, schema = list_parquet_files(path, storage_options, partitioning)
@@ -41,14 +39,12 @@ def read_parquet_files(
                 f"read_parquet_files({path!r}): no column {unknown} in the files; they hold "
                 f"{schema.names}"
             )
-    return ray.data.read_datasource(
-        ParquetFilesDatasource(
-            root_uri=path,
-            files=files,
-            schema=schema,
-            columns=columns,
-            row_filter=filter,
-            partitioning=partitioning,
-            storage_options=storage_options,
-        )
-    )
+    return ParquetFilesDatasource(
+        root_uri=path,
+        files=files,
+        schema=schema,
+        columns=columns,
+        row_filter=filter,
+        partitioning=partitioning,
+        storage_options=storage_options,
+    ).dataset()

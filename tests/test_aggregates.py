@@ -121,3 +121,32 @@ def test_aggregations_that_do_not_combine_are_refused(ray_session) -> None:
         aggregate_by(ray.data.range(3), "id", {"m": (ROWS, "sum")})
     with pytest.raises(ValueError, match="at least one key"):
         aggregate_by(ray.data.range(3), [], {"m": ("id", "sum")})
+
+
+def test_the_result_is_ray_groupbys(ray_session) -> None:
+    """The same groups and values as Ray's own hash-shuffle `groupby().aggregate()`, whose work
+    aggregate_by replaces for few groups."""
+    from ray.data.aggregate import Count, Max, Mean, Min, Sum
+
+    ours = _by_key(aggregate_by(_orders(), ["day", "region"], SPEC))
+    theirs = _by_key(
+        _orders()
+        .groupby(["day", "region"])
+        .aggregate(
+            Sum("amount", alias_name="total"),
+            Count(alias_name="rows"),
+            Count("amount", ignore_nulls=True, alias_name="priced"),
+            Min("amount", alias_name="low"),
+            Max("amount", alias_name="high"),
+            Mean("amount", alias_name="average"),
+        )
+    )
+    assert ours.keys() == theirs.keys() and len(ours) == 12
+    for key, row in ours.items():
+        for name, value in row.items():
+            assert math.isclose(value, theirs[key][name]), (key, name, value, theirs[key][name])
+
+
+def _by_key(dataset) -> dict[tuple[str, str], dict[str, float]]:
+    rows = dataset.take_all()
+    return {(r["day"], r["region"]): {n: r[n] for n in SPEC} for r in rows}

@@ -86,3 +86,24 @@ def test_a_missing_path_or_column_is_named(ray_session, tmp_path) -> None:
     _export(tmp_path / "data")
     with pytest.raises(ValueError, match=r"no column \['price'\].*'amount'"):
         read_parquet_files(str(tmp_path / "data"), columns=["id", "price"])
+
+
+def test_the_read_runs_in_the_same_tasks_as_the_map_after_it(ray_session, tmp_path) -> None:
+    """One read task per file group, as many as Ray is told, so that Ray does not split their
+    output into more blocks: a split read cannot fuse with the map after it, and every block
+    would cross the object store once more."""
+    from ray.data import DataContext
+
+    everything = _export(tmp_path)
+    context = DataContext.get_current()
+    smallest_block = context.target_min_block_size
+    context.target_min_block_size = 1024  # small files look as big to Ray as 800 MB do here
+    try:
+        dataset = read_parquet_files(str(tmp_path)).map_batches(
+            lambda batch: batch, batch_format="pyarrow"
+        )
+        assert _rows(dataset).equals(everything)
+        stats = dataset.materialize().stats()
+    finally:
+        context.target_min_block_size = smallest_block
+    assert "ReadParquetFiles->MapBatches(<lambda>)" in stats and "SplitBlocks" not in stats

@@ -109,6 +109,18 @@ def test_a_stalled_pipeline_fails_with_a_clear_message(ray_session, tmp_path) ->
         context.execution_no_progress_timeout_s = before
 
 
+def test_warm_workers_import_what_pipelines_run_on_in_every_cpus_worker(ray_session) -> None:
+    """What `RayResource(warm_workers=True)`, the default, submits when it brings Ray up: one
+    task per CPU that imports Ray Data, pyarrow and the readers and sink in a worker."""
+    import ray
+
+    from ray_assets.worker_warmup import start_warm_workers
+
+    assert RayResource().warm_workers
+    refs = start_warm_workers()
+    assert len(refs) == 2 and ray.get(refs, timeout=120) == [None, None]
+
+
 def test_ray_client_addresses_are_refused_when_configured() -> None:
     with pytest.raises(Exception, match="Ray Client addresses"):
         RayResource(address="ray://head:10001")

@@ -9,6 +9,7 @@ interpreter at exit, out of the process. Imported lazily by `DeltaStore.read`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import ray  # noqa: TID253 - imported lazily by the stores
+import ray.data  # noqa: TID253
 from ray.data.block import BlockMetadata  # noqa: TID253
 from ray.data.datasource import Datasource, ReadTask  # noqa: TID253
 
@@ -23,6 +26,8 @@ from ray_assets.partition_slice import partition_value_scalar
 from ray_assets.storage.filesystem import resolve_filesystem
 
 _BATCH_ROWS = 128 * 1024
+_TASKS_PER_CPU = 4
+_MAX_TASK_BYTES = 256 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,21 @@ class FileGroupsDatasource(Datasource):
 
     def estimate_inmemory_data_size(self) -> int | None:
         return sum(file.size_bytes for file in self._files)
+
+    def read_task_count(self, cluster_cpus: float) -> int:
+        """As many read tasks as keep every CPU busy with some to balance (4 per CPU), more only
+        when that would give a task over 256 MiB of files, never more than one per file."""
+        by_size = math.ceil((self.estimate_inmemory_data_size() or 0) / _MAX_TASK_BYTES)
+        wanted = max(1, int(cluster_cpus) * _TASKS_PER_CPU, by_size)
+        return max(1, min(len(self._files), wanted))
+
+    def dataset(self) -> ray.data.Dataset:
+        """The lazy dataset of the files, read by exactly `read_task_count` tasks. Left to
+        itself, Ray asks every read for 200 blocks and splits each task's output to get them;
+        a split read cannot fuse with the map that follows, so every block would cross the
+        object store once more for nothing."""
+        cpus = ray.cluster_resources().get("CPU", 1)
+        return ray.data.read_datasource(self, override_num_blocks=self.read_task_count(cpus))
 
     def get_read_tasks(
         self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None

@@ -366,7 +366,7 @@ class DeltaStore:
         max_retries = DataContext.get_current().get_config(
             "ray_assets.max_task_retries", DEFAULT_MAX_TASK_RETRIES
         )
-        dataset = ray.data.read_datasource(datasource)
+        dataset = datasource.dataset()
         bound_task_retries(dataset, max_retries)
         return dataset
 
