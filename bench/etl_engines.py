@@ -22,6 +22,7 @@ import argparse
 import importlib
 import json
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -191,7 +192,13 @@ def run_engine(engine: str, data: Path, out: Path, report: Path) -> None:
     began = time.perf_counter()
     spec.job(data, out)
     job_s = time.perf_counter() - began
-    measured = {"engine": engine, "job_s": job_s, "setup_s": setup_s, "pid": os.getpid()}
+    measured = {
+        "engine": engine,
+        "job_s": job_s,
+        "setup_s": setup_s,
+        "pid": os.getpid(),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # KiB on Linux
+    }
     report.write_text(json.dumps(measured) + "\n")
     print(f"{engine}: job {job_s:.2f} s (setup {setup_s:.2f} s)", flush=True)
 

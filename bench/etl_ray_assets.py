@@ -16,6 +16,7 @@ cannot import a module of `bench/` by name, its functions are shipped by value.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from pathlib import Path
 
@@ -40,9 +41,11 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def start() -> None:
-    """An embedded Ray started as a ray_assets run starts it (`RayResource()`'s defaults); the
-    run's own `RayResource` then finds it up and uses it."""
-    RayResource().ensure_started()
+    """An embedded Ray started as a ray_assets run starts it (`RayResource()`'s defaults, or
+    the object store of `ETL_OBJECT_STORE_BYTES`: `bench/constant_memory.py` makes it much
+    smaller than the data); the run's own `RayResource` then finds it up and uses it."""
+    store = os.environ.get("ETL_OBJECT_STORE_BYTES")
+    RayResource(object_store_memory_bytes=int(store) if store else None).ensure_started()
 
 
 def daily_usd_asset(data: Path) -> dg.AssetsDefinition:
