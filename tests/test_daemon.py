@@ -53,22 +53,25 @@ def daemon_state(daemon: dict[str, Any]) -> str:
     resources, worker processes and log warnings, and the daemon log's: what a timeout needs to
     be diagnosed when the suite runs where nobody can look."""
     lines = []
-    with instance_of(daemon) as instance:
-        for run in instance.get_runs(limit=25):
-            tags = {k.split("/")[-1]: v for k, v in run.tags.items() if "partition" in k}
-            parent = run.tags.get("dagster/parent_run_id", "")[:8]
-            lines.append(f"run {run.run_id[:8]} {run.status.value} {tags} parent={parent}")
-            if not run.is_finished:
-                for entry in instance.all_logs(run.run_id)[-4:]:
-                    message = (entry.user_message or "").replace("\n", " ")[:160]
-                    lines.append(f"    {entry.dagster_event_type}: {message}")
-        for backfill in instance.get_backfills():
-            lines.append(f"backfill {backfill.backfill_id} {backfill.status.value}")
-        pool = instance.event_log_storage.get_concurrency_info("ray")
-        lines.append(
-            f"pool ray: {pool.active_slot_count}/{pool.slot_count} claimed by "
-            f"{sorted(r[:8] for r in pool.active_run_ids)}, {pool.pending_step_count} pending"
-        )
+    try:
+        with instance_of(daemon) as instance:
+            for run in instance.get_runs(limit=25):
+                tags = {k.split("/")[-1]: v for k, v in run.tags.items() if "partition" in k}
+                parent = run.tags.get("dagster/parent_run_id", "")[:8]
+                lines.append(f"run {run.run_id[:8]} {run.status.value} {tags} parent={parent}")
+                if not run.is_finished:
+                    for entry in instance.all_logs(run.run_id)[-4:]:
+                        message = (entry.user_message or "").replace("\n", " ")[:160]
+                        lines.append(f"    {entry.dagster_event_type}: {message}")
+            for backfill in instance.get_backfills():
+                lines.append(f"backfill {backfill.backfill_id} {backfill.status.value}")
+            pool = instance.event_log_storage.get_concurrency_info("ray")
+            lines.append(
+                f"pool ray: {pool.active_slot_count}/{pool.slot_count} claimed by "
+                f"{sorted(r[:8] for r in pool.active_run_ids)}, {pool.pending_step_count} pending"
+            )
+    except Exception as error:  # the diagnosis must not hide the timeout
+        lines.append(f"instance state unavailable: {error!r}")
     try:
         import psutil
         import ray
@@ -87,8 +90,13 @@ def daemon_state(daemon: dict[str, Any]) -> str:
             lines += [f"{name} errors and warnings (last 10):", *problems[-10:]]
     except Exception as error:  # the diagnosis must not hide the timeout
         lines.append(f"ray state unavailable: {error!r}")
-    log = re.sub(r"\x1b\[[0-9;]*m", "", daemon["log"].read_text()).splitlines()
-    errors = [line[:300] for line in log if re.search(r"ERROR|Error|Exception|WARNING", line)]
+    try:
+        log = re.sub(r"\x1b\[[0-9;]*m", "", daemon["log"].read_text(errors="replace"))
+    except OSError as error:
+        log = f"daemon log unavailable: {error!r}"
+    errors = [
+        line[:300] for line in log.splitlines() if re.search(r"ERROR|Error|Exception|WARN", line)
+    ]
     lines += ["daemon log errors and warnings (last 25):", *errors[-25:]]
     return "\n".join(lines)
 
