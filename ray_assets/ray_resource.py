@@ -119,7 +119,6 @@ class RayResource(dg.ConfigurableResource):
 
     _started_here: bool = PrivateAttr(default=False)
     _registered_with_head: Path | None = PrivateAttr(default=None)
-    _warming: list = PrivateAttr(default_factory=list)
 
     @field_validator("address")
     @classmethod
@@ -200,7 +199,7 @@ class RayResource(dg.ConfigurableResource):
             if self.warm_workers:
                 from ray_assets.worker_warmup import start_warm_workers
 
-                self._warming = start_warm_workers()
+                start_warm_workers()  # not awaited: the tasks run while the run starts
             dashboard = getattr(context, "dashboard_url", None)
             if dashboard:
                 log.info(f"Ray ({where}) is up; dashboard: http://{dashboard}")
