@@ -27,13 +27,10 @@ Run: `.venv/bin/python bench/constant_memory.py [--rounds R] [--scales 1,2,4,8]`
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +46,7 @@ from _results import (  # noqa: E402
     spread,
     write_result,
 )
+from etl import run_engine  # noqa: E402
 from etl_check import check_against, read_daily_table  # noqa: E402
 from etl_data import DATA_ROOT, InputData, ensure_input  # noqa: E402
 
@@ -70,43 +68,11 @@ def copies_of(data: InputData, copies: int) -> Path:
     return folder
 
 
-def run_once(folder: Path, out: Path, store_bytes: int, timeout_s: float) -> dict[str, Any]:
-    """The ray_assets engine over `folder` in a fresh process; its report (job_s, peak RSS)."""
-    report = out.with_suffix(".json")
-    log = out.with_suffix(".log")
-    command = [
-        sys.executable,
-        str(HERE / "etl_engines.py"),
-        "ray_assets",
-        "--data",
-        str(folder),
-        "--out",
-        str(out),
-        "--report",
-        str(report),
-    ]
-    env = {
-        **os.environ,
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "ETL_OBJECT_STORE_BYTES": str(store_bytes),
-    }
-    began = time.perf_counter()
-    with log.open("w") as log_file:
-        process = subprocess.run(
-            command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT, timeout=timeout_s
-        )
-    if process.returncode != 0 or not report.exists():
-        tail = log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"{folder.name}: exit status {process.returncode}; {log}:\n{tail}")
-    measured = json.loads(report.read_text())
-    measured["wall_s"] = time.perf_counter() - began
-    return measured
-
-
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser, root: Path) -> None:
     data = ensure_input(args.rows)
     scales = [int(s) for s in args.scales.split(",")]
     store_bytes = args.object_store_mib * MIB
+    store_env = {"ETL_OBJECT_STORE_BYTES": str(store_bytes)}
     input_bytes = sum(file.stat().st_size for file in data.files)
     folders = {scale: copies_of(data, scale) for scale in scales}
     runs: dict[int, list[dict[str, Any]]] = {scale: [] for scale in scales}
@@ -119,14 +85,16 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, root: Path) -
         order = scales[round_number % len(scales) :] + scales[: round_number % len(scales)]
         for scale in order:
             out = root / f"round{round_number}-x{scale}"
-            measured = run_once(folders[scale], out, store_bytes, args.timeout)
+            out.mkdir()
+            measured = run_engine("ray_assets", folders[scale], out, args.timeout, store_env)
             expected = {day: (s * scale, c * scale) for day, (s, c) in data.expected.items()}
-            check_against(f"x{scale}", read_daily_table(out), expected, "the generator's totals")
+            table = read_daily_table(out / "ray_assets")
+            check_against(f"x{scale}", table, expected, "the generator's totals")
             shutil.rmtree(out)
-            runs[scale].append(measured)
+            runs[scale].append(asdict(measured))
             print(
-                f"[round{round_number}] x{scale}  job {measured['job_s']:7.2f} s   peak RSS "
-                f"{measured['peak_rss_bytes'] / MIB:7.0f} MiB   (table checked)",
+                f"[round{round_number}] x{scale}  job {measured.job_s:7.2f} s   peak RSS "
+                f"{measured.peak_rss_bytes / MIB:7.0f} MiB   (table checked)",
                 flush=True,
             )
     growth = [

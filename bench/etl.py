@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,11 +95,15 @@ class EngineRun:
     setup_s: float
     wall_s: float
     pid: int
+    peak_rss_bytes: int
 
 
 # ---------------------------------------------------------------------------- one process
-def run_engine(engine: str, data: InputData, out: Path, timeout_s: float) -> EngineRun:
-    """Run `engine` in a fresh process of this interpreter; its log goes to `out/<engine>.log`.
+def run_engine(
+    engine: str, folder: Path, out: Path, timeout_s: float, env: Mapping[str, str] | None = None
+) -> EngineRun:
+    """Run `engine` over the input `folder` in a fresh process of this interpreter, with `env`
+    added to its environment; its table goes to `out/<engine>/`, its log to `out/<engine>.log`.
 
     Raises RuntimeError with the end of the log when the process fails or runs out of time.
     """
@@ -110,13 +115,13 @@ def run_engine(engine: str, data: InputData, out: Path, timeout_s: float) -> Eng
         str(HERE / "etl_engines.py"),
         engine,
         "--data",
-        str(data.folder),
+        str(folder),
         "--out",
         str(engine_out),
         "--report",
         str(report),
     ]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
     began = time.perf_counter()
     with log.open("w") as log_file:
         try:
@@ -137,7 +142,9 @@ def run_engine(engine: str, data: InputData, out: Path, timeout_s: float) -> Eng
         tail = log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{engine}: {failure or 'no report'}; end of {log}:\n{tail}")
     measured = json.loads(report.read_text())
-    return EngineRun(measured["job_s"], measured["setup_s"], wall_s, measured["pid"])
+    return EngineRun(
+        measured["job_s"], measured["setup_s"], wall_s, measured["pid"], measured["peak_rss_bytes"]
+    )
 
 
 def run_round(
@@ -151,7 +158,7 @@ def run_round(
     out.mkdir(parents=True)
     runs: dict[str, EngineRun] = {}
     for engine in engines:
-        run = runs[engine] = run_engine(engine, data, out, timeout_s)
+        run = runs[engine] = run_engine(engine, data.folder, out, timeout_s)
         print(
             f"[{label}] {engine:<10} job {run.job_s:8.2f} s   setup {run.setup_s:6.2f} s   "
             f"process {run.wall_s:8.2f} s   {data.rows / run.job_s:14,.0f} rows/s",
