@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     )
     from ray_assets.io_manager import DeltaIOManager
     from ray_assets.joins import broadcast_join, shuffle_partitions
+    from ray_assets.lookups import lookup
     from ray_assets.partition_slice import PartitionSlice
     from ray_assets.ray_resource import RayResource
     from ray_assets.reads import read_parquet_files
@@ -49,6 +50,7 @@ _EXPORTS = {
     "DeltaIOManager": "ray_assets.io_manager",
     "broadcast_join": "ray_assets.joins",
     "shuffle_partitions": "ray_assets.joins",
+    "lookup": "ray_assets.lookups",
     "PartitionSlice": "ray_assets.partition_slice",
     "RayResource": "ray_assets.ray_resource",
     "read_parquet_files": "ray_assets.reads",
@@ -98,6 +100,7 @@ __all__ = [
     "WriteResult",
     "aggregate_by",
     "broadcast_join",
+    "lookup",
     "materialize_partition_range",
     "partition_range_tags",
     "ray_asset",

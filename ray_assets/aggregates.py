@@ -96,7 +96,9 @@ def _partial(batch: pa.Table, keys: list[str], plan: list[tuple[str, str | None,
                 parts[_part_name(column, part)] = (column, part)
     if batch.num_columns == 0:  # an empty block from an upstream filter carries no columns
         return batch
-    grouped = batch.group_by(keys, use_threads=False).aggregate(list(parts.values()))
+    grouped = (
+        _same_dictionaries(batch).group_by(keys, use_threads=False).aggregate(list(parts.values()))
+    )
     produced = [f"{c}_{f}" if c != [] else "count_all" for c, f in parts.values()]
     return grouped.select(keys + produced).rename_columns(keys + list(parts))
 
@@ -109,8 +111,10 @@ def _final(table: pa.Table, keys: list[str], plan: list[tuple[str, str | None, s
     if table.num_columns == 0:
         return table
     part_names = [name for name in table.column_names if name not in keys]
-    combined = table.group_by(keys, use_threads=False).aggregate(
-        [(name, _COMBINE[_part_of(name)]) for name in part_names]
+    combined = (
+        _same_dictionaries(table)
+        .group_by(keys, use_threads=False)
+        .aggregate([(name, _COMBINE[_part_of(name)]) for name in part_names])
     )
     combined = combined.rename_columns(
         [
@@ -128,6 +132,17 @@ def _final(table: pa.Table, keys: list[str], plan: list[tuple[str, str | None, s
         else:
             columns[output] = combined[_part_name(column, _PARTS[function][0])]
     return pa.table(columns)
+
+
+def _same_dictionaries(table: pa.Table) -> pa.Table:
+    """`table` with one dictionary per dictionary column: a batch joined from several blocks
+    (or partials) read as dictionaries holds one per chunk, and Arrow's group-by refuses to
+    mix them. Cheap: it merges the dictionaries, not the rows' values."""
+    import pyarrow as pa
+
+    if any(pa.types.is_dictionary(field.type) for field in table.schema):
+        return table.unify_dictionaries()
+    return table
 
 
 def _part_of(name: str) -> str:

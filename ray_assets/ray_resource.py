@@ -197,9 +197,10 @@ class RayResource(dg.ConfigurableResource):
                 context, where = self._start_embedded(), "embedded"
             self._started_here = True
             if self.warm_workers:
-                from ray_assets.worker_warmup import start_warm_workers
+                from ray_assets.worker_warmup import start_ray_data_actors, start_warm_workers
 
                 start_warm_workers()  # not awaited: the tasks run while the run starts
+                start_ray_data_actors()
             dashboard = getattr(context, "dashboard_url", None)
             if dashboard:
                 log.info(f"Ray ({where}) is up; dashboard: http://{dashboard}")

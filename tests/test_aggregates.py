@@ -150,3 +150,29 @@ def test_the_result_is_ray_groupbys(ray_session) -> None:
 def _by_key(dataset) -> dict[tuple[str, str], dict[str, float]]:
     rows = dataset.take_all()
     return {(r["day"], r["region"]): {n: r[n] for n in SPEC} for r in rows}
+
+
+def test_dictionary_keys_group_as_their_values(ray_session) -> None:
+    """Keys read as Arrow dictionaries (`read_parquet_files(dictionary_columns=...)`) arrive
+    with a dictionary per block, each different; batches that join several blocks, and the
+    partials of all tasks, must still group by value."""
+    import ray.data
+
+    plain = pa.concat_tables(ray.get(_orders(blocks=1).to_arrow_refs()))
+    pieces = [plain.slice(start, 301) for start in range(0, plain.num_rows, 301)]
+    encoded = [
+        piece.set_column(0, "day", piece["day"].dictionary_encode()).set_column(
+            1, "region", piece["region"].dictionary_encode()
+        )
+        for piece in pieces
+    ]
+    assert not encoded[0]["day"].chunk(0).dictionary.equals(encoded[1]["day"].chunk(0).dictionary)
+    dataset = ray.data.from_arrow(encoded).map_batches(
+        lambda batch: batch, batch_format="pyarrow", batch_size=1_000
+    )
+    got = _by_key(aggregate_by(dataset, ["day", "region"], SPEC))
+    expected = _expected()
+    assert got.keys() == expected.keys()
+    for key, values in expected.items():
+        for name, value in values.items():
+            assert got[key][name] == pytest.approx(value), (key, name)

@@ -107,3 +107,33 @@ def test_the_read_runs_in_the_same_tasks_as_the_map_after_it(ray_session, tmp_pa
     finally:
         context.target_min_block_size = smallest_block
     assert "ReadParquetFiles->MapBatches(<lambda>)" in stats and "SplitBlocks" not in stats
+
+
+def test_dictionary_columns_hold_the_same_values(ray_session, tmp_path) -> None:
+    """Strings read as Arrow dictionaries, straight from Parquet's dictionary pages, decode to
+    exactly the strings a plain read gives, file partition columns included."""
+    everything = _export(tmp_path / "export")
+    dataset = read_parquet_files(
+        str(tmp_path / "export"), dictionary_columns=["note"], filter=pc.field("valid")
+    )
+    assert pa.types.is_dictionary(dataset.schema().base_schema.field("note").type)
+    rows = _rows(dataset)
+    assert rows.cast(everything.schema).equals(everything.filter(pc.field("valid")))
+
+    for day in ("2024-01-01", "2024-01-02"):
+        folder = tmp_path / "hive" / f"day={day}"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.table({"id": [1, 2]}), folder / "part-0.parquet")
+    days = _rows(
+        read_parquet_files(str(tmp_path / "hive"), partitioning="hive", dictionary_columns=["day"])
+    )["day"]
+    assert pa.types.is_dictionary(days.type)
+    assert sorted(days.cast(pa.string()).to_pylist()) == ["2024-01-01"] * 2 + ["2024-01-02"] * 2
+
+
+def test_only_string_columns_are_read_as_dictionaries(ray_session, tmp_path) -> None:
+    _export(tmp_path)
+    with pytest.raises(ValueError, match="dictionary_columns 'amount' is double"):
+        read_parquet_files(str(tmp_path), dictionary_columns=["amount"])
+    with pytest.raises(ValueError, match=r"no column \['currency'\]"):
+        read_parquet_files(str(tmp_path), dictionary_columns=["currency"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from ray_assets.storage.delta_source import _BATCH_ROWS, DataFile, FileGroupsDatasource
@@ -36,15 +37,23 @@ class ParquetFilesDatasource(FileGroupsDatasource):
         row_filter: pads.Expression | None,
         partitioning: str | None,
         storage_options: Mapping[str, str] | None,
+        dictionary_columns: Sequence[str] = (),
+        folder_columns: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self._root_uri = root_uri
         self._files = list(files)
-        self._schema = schema
         self._columns = list(columns) if columns is not None else None
         self._row_filter = row_filter
         self._partitioning = partitioning
         self._storage_options = dict(storage_options or {})
+        # Parquet hands over the file columns' dictionary pages as they are; pyarrow cannot
+        # read hive folder values as dictionaries into a given schema, so those are encoded
+        # after the read (one value per file: cheap).
+        self._file_dictionaries = [n for n in dictionary_columns if n not in folder_columns]
+        self._folder_dictionaries = [n for n in dictionary_columns if n in folder_columns]
+        self._read_schema = with_dictionary_types(schema, self._file_dictionaries)
+        schema = with_dictionary_types(schema, dictionary_columns)
         self.output_schema = (
             pa.schema([schema.field(name) for name in self._columns])
             if self._columns is not None
@@ -58,8 +67,10 @@ class ParquetFilesDatasource(FileGroupsDatasource):
         filesystem, root = resolve_filesystem(self._root_uri, self._storage_options)
         dataset = pads.dataset(
             [file.path for file in files],
-            schema=self._schema,
-            format="parquet",
+            schema=self._read_schema,
+            format=pads.ParquetFileFormat(
+                read_options=pads.ParquetReadOptions(dictionary_columns=self._file_dictionaries)
+            ),
             filesystem=filesystem,
             partitioning=self._partitioning,
             partition_base_dir=root if self._partitioning else None,
@@ -74,18 +85,40 @@ class ParquetFilesDatasource(FileGroupsDatasource):
         for batch in scanner.to_batches():
             if batch.num_rows:
                 read_any = True
-                yield pa.Table.from_batches([batch], schema=self.output_schema)
+                table = pa.Table.from_batches([batch])
+                for name in self._folder_dictionaries:
+                    if name in table.column_names:
+                        index = table.column_names.index(name)
+                        encoded = pc.dictionary_encode(table[name])
+                        table = table.set_column(index, name, encoded)
+                yield table.cast(self.output_schema)
         if not read_any:  # a block without columns would break the schema of what follows
             yield self.output_schema.empty_table()
+
+
+def with_dictionary_types(schema: pa.Schema, columns: Sequence[str]) -> pa.Schema:
+    """`schema` with each of `columns` (string or binary) as a dictionary of its type, the type
+    the Parquet reader then produces without decoding the file's own dictionary pages."""
+    for name in columns:
+        kind = schema.field(name).type
+        if not (pa.types.is_string(kind) or pa.types.is_binary(kind)):
+            raise ValueError(
+                f"read_parquet_files: dictionary_columns {name!r} is {kind}; only string and "
+                f"binary columns are read as dictionaries"
+            )
+        index = schema.get_field_index(name)
+        schema = schema.set(index, schema.field(name).with_type(pa.dictionary(pa.int32(), kind)))
+    return schema
 
 
 def list_parquet_files(
     root_uri: str,
     storage_options: Mapping[str, str] | None,
     partitioning: str | None,
-) -> tuple[list[DataFile], pa.Schema]:
-    """Every `*.parquet` file under `root_uri` (or the one file it names), and their schema:
-    one recursive listing and one footer, on the driver. Files and folders starting with `_` or
+) -> tuple[list[DataFile], pa.Schema, list[str]]:
+    """Every `*.parquet` file under `root_uri` (or the one file it names), their schema, and the
+    columns of that schema that come from hive folder names: one recursive listing and one
+    footer, on the driver. Files and folders starting with `_` or
     `.` (`_SUCCESS`, `_delta_log`, `.tmp` writes) are not data."""
     filesystem, root = resolve_filesystem(root_uri, storage_options)
     info = filesystem.get_file_info(root)
@@ -109,14 +142,16 @@ def list_parquet_files(
         DataFile(path=entry.path, partition_values={}, num_rows=None, size_bytes=entry.size)
         for entry in found
     ]
-    schema = pads.dataset(
+    first_file = pads.dataset(
         [found[0].path],
         format="parquet",
         filesystem=filesystem,
         partitioning=partitioning,
         partition_base_dir=root if partitioning else None,
-    ).schema
-    return files, schema
+    )
+    schema = first_file.schema
+    in_file = set(next(iter(first_file.get_fragments())).physical_schema.names)
+    return files, schema, [name for name in schema.names if name not in in_file]
 
 
 def _hidden(relative_path: str) -> bool:
