@@ -46,3 +46,9 @@ class CommitError(RayAssetsError):
 
 class UnsupportedTableError(RayAssetsError):
     """The Delta table uses a feature this reader does not handle (deletion vectors, column mapping)."""
+
+
+class SqlDatabaseError(RayAssetsError):
+    """A SQL database refused a read or a write (unreachable, credentials, a missing table, a
+    type it cannot hold). The message names the database with its password redacted; for a
+    write, the transaction was rolled back and the table is as it was."""

@@ -80,3 +80,12 @@ def dagster_cli(arguments: list[str], environment: dict[str, str]) -> subprocess
         text=True,
         timeout=300,
     )
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (see `tests/postgres_server.py`)."""
+    from postgres_server import running_server
+
+    with running_server() as server:
+        yield server
