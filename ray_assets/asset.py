@@ -191,10 +191,12 @@ def _store(
 ) -> dg.MaterializeResult:
     io_manager = getattr(context.resources, io_manager_key)
     asset_key = context.asset_key
+    if hasattr(io_manager, "materialize_output"):  # another store (SqlIOManager)
+        return io_manager.materialize_output(context, output, partition_column)
     if not isinstance(io_manager, DeltaIOManager):
         raise TypeError(
             f"Asset '{asset_key.to_user_string()}' stores through resource '{io_manager_key}', "
-            f"which must be a DeltaIOManager, not {type(io_manager).__name__}."
+            f"which must be a DeltaIOManager or SqlIOManager, not {type(io_manager).__name__}."
         )
     partitions_def = context.assets_def.partitions_def
     keys = list(context.partition_keys) if partitions_def is not None else None

@@ -288,3 +288,46 @@ def test_sqlite_and_sqlalchemy_urls_read_and_write_the_same(tmp_path, ray_sessio
         assert len(read) == 10_000 and read["id"].is_unique, url
         assert set(read["day"]) == {"2024-01-02", "2024-01-03"}, url
         assert database.read("orders", where={"day": HOSTILE[0]}).count() == 0
+
+
+def test_assets_live_in_sql_tables_through_the_io_manager(postgres, ray_session) -> None:
+    """A `ray_asset` stored by `SqlIOManager`, and a plain asset downstream that loads its
+    partitions as a table: a two-day range is one run, and running it again replaces the same
+    rows instead of adding them."""
+    import ray.data
+
+    from ray_assets import RayResource, materialize_partition_range, ray_asset
+    from ray_assets.connectors.sql import SqlIOManager
+
+    @ray_asset(partitions_def=DAYS, partition_column="day", io_manager_key="warehouse_io")
+    def daily_orders(context):
+        keys = list(context.partition_keys)
+        return ray.data.from_arrow(_orders(8_000).filter(pc.field("day").isin(keys)))
+
+    @dg.asset(
+        partitions_def=DAYS,
+        io_manager_key="warehouse_io",
+        metadata={"partition_expr": "day"},
+        ins={"daily_orders": dg.AssetIn(metadata={"columns": ["id", "day"]})},
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def orders_per_day(daily_orders: pa.Table) -> pa.Table:
+        assert daily_orders.column_names == ["id", "day"]
+        return daily_orders.group_by("day").aggregate([("id", "count")])
+
+    database = SqlDatabase(url=postgres.url)
+    resources = {"ray": RayResource(), "warehouse_io": SqlIOManager(database=database)}
+    for _ in range(2):
+        result = materialize_partition_range(
+            [daily_orders, orders_per_day], "2024-01-02", "2024-01-03", resources=resources
+        )
+        assert result.success
+    assert _count(database, "daily_orders") == 4_000
+    per_day = database.fetch("SELECT day, id_count FROM orders_per_day ORDER BY day").to_pylist()
+    assert per_day == [
+        {"day": "2024-01-02", "id_count": 2_000},
+        {"day": "2024-01-03", "id_count": 2_000},
+    ]
+    metadata = result.asset_materializations_for_node("daily_orders")[0].metadata
+    assert metadata["dagster/row_count"].value == 4_000
+    assert "***" in metadata["database"].value

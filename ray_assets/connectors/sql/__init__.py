@@ -6,6 +6,7 @@ one transaction. PostgreSQL and SQLite go through ADBC (Arrow in, Arrow out, COP
 loads); other databases through SQLAlchemy's DB-API connection. Drivers load when used.
 """
 
+from ray_assets.connectors.sql.io_manager import SqlIOManager
 from ray_assets.connectors.sql.resource import SqlDatabase
 
-__all__ = ["SqlDatabase"]
+__all__ = ["SqlDatabase", "SqlIOManager"]
