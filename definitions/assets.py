@@ -18,7 +18,8 @@ import ray
 import ray.data
 from ray.data.expressions import col
 
-from definitions.generator import make_customers, make_orders
+from definitions.crm import CRM_CUSTOMERS, Crm
+from definitions.generator import CUSTOMERS_SCHEMA, make_orders
 from definitions.sources import OrderSource
 from ray_assets import ROWS, aggregate_by, broadcast_join, ray_asset
 
@@ -46,14 +47,19 @@ def price_orders(orders: pa.Table) -> pa.Table:
 
 
 @ray_asset(
-    description="Customer dimension from the order system: region and segment per customer.",
+    description="Customer dimension, read from the CRM database: region and segment per customer.",
     group_name="sales",
 )
-def customers(order_source: OrderSource) -> ray.data.Dataset:
-    blocks = max(1, math.ceil(order_source.customers / order_source.rows_per_block))
-    return ray.data.range(order_source.customers, override_num_blocks=blocks).map_batches(
-        make_customers, batch_format="numpy", fn_kwargs={"seed": order_source.seed}
-    )
+def customers(crm: Crm, order_source: OrderSource) -> ray.data.Dataset:
+    crm.ensure_seeded(order_source)
+    return crm.database.read(
+        CRM_CUSTOMERS, columns=CUSTOMERS_SCHEMA.names, shard_column="customer_id"
+    ).map_batches(as_customer_types, batch_format="pyarrow")
+
+
+def as_customer_types(table: pa.Table) -> pa.Table:
+    """The dimension's own types: SQLite, for one, hands dates back as text."""
+    return table.cast(CUSTOMERS_SCHEMA)
 
 
 @daily_asset(
@@ -127,5 +133,31 @@ def _round_money(table: pa.Table) -> pa.Table:
     )
 
 
-ASSETS = [customers, raw_orders, clean_orders, orders_enriched, daily_region_revenue]
-DAILY_ASSETS = [raw_orders, clean_orders, orders_enriched, daily_region_revenue]
+@daily_asset(
+    description="daily_region_revenue in the CRM database (table daily_region_revenue_export), "
+    "replaced day by day in one transaction per run.",
+    io_manager_key="sql_io_manager",
+    automation_condition=FOLLOWS_UPSTREAM,
+    group_name="exports",
+)
+def daily_region_revenue_export(daily_region_revenue: ray.data.Dataset) -> ray.data.Dataset:
+    return daily_region_revenue
+
+
+ASSETS = [
+    customers,
+    raw_orders,
+    clean_orders,
+    orders_enriched,
+    daily_region_revenue,
+    daily_region_revenue_export,
+]
+DAILY_ASSETS = [
+    raw_orders,
+    clean_orders,
+    orders_enriched,
+    daily_region_revenue,
+    daily_region_revenue_export,
+]
+DELTA_ASSETS = ASSETS[:-1]
+"""The assets stored as Delta tables (the export lives in the CRM database)."""

@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-    from definitions.assets import ASSETS, DAILY_ASSETS, daily
+    from definitions.assets import DAILY_ASSETS, DELTA_ASSETS, daily
     from definitions.instance import project_instance
     from definitions.runs import materialize_days
     from definitions.sources import OrderSource
@@ -59,13 +59,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(event.step_failure_data.error.to_string(), file=sys.stderr)
         return 1
     io_manager = resources["delta_io_manager"]
-    for asset in ASSETS:
+    for asset in DELTA_ASSETS:
         print(describe_table(io_manager, asset.key))
+    print(describe_export(resources["sql_io_manager"]))
     print(
         f"runs recorded in {os.environ['DAGSTER_HOME']}: see them with "
         f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml"
     )
     return 0
+
+
+def describe_export(sql_io_manager: object) -> str:
+    """The revenue export's rows per day in the CRM database (its URL with the password hidden)."""
+    database = sql_io_manager.database  # type: ignore[attr-defined]
+    table = sql_io_manager.table_name(dg.AssetKey("daily_region_revenue_export"))  # type: ignore[attr-defined]
+    counts = database.fetch(
+        f"SELECT CAST(order_date AS VARCHAR(10)) AS day, COUNT(*) AS n FROM {table} "
+        "GROUP BY 1 ORDER BY 1"
+    ).to_pylist()
+    lines = [f"daily_region_revenue_export: table {table} in {database.redacted_url}"]
+    lines += [f"  {row['day']}: {row['n']} rows" for row in counts]
+    return "\n".join(lines)
 
 
 def describe_table(io_manager: object, asset_key: dg.AssetKey) -> str:

@@ -7,8 +7,10 @@ instead of starting and stopping its own Ray. A process whose Ray is already up 
 session, a notebook) keeps using it.
 
 `RAY_ASSETS_TABLE_ROOT` moves the tables (default `data/` under the working directory),
-`RAY_ASSETS_ROWS_PER_DAY` sizes the generated orders (default small enough for a laptop demo) and
-`RAY_ASSETS_LANDING_DIR` is where order exports land (default `landing/`).
+`RAY_ASSETS_ROWS_PER_DAY` sizes the generated orders (default small enough for a laptop demo),
+`RAY_ASSETS_LANDING_DIR` is where order exports land (default `landing/`) and
+`RAY_ASSETS_CRM_URL` names the CRM database (default: the SQLite file `crm.db` beside the tables,
+filled from the generator on first use).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ray_assets import DeltaIOManager, RayResource
+from ray_assets.connectors.sql import SqlDatabase, SqlIOManager
 
 if TYPE_CHECKING:
     from definitions.landing import LandingFolder
@@ -28,12 +31,30 @@ DEFAULT_TABLE_ROOT = "data"
 def local_resources(table_root: str | None = None) -> dict[str, Any]:
     """The shared local head, tables under `table_root` (default: `$RAY_ASSETS_TABLE_ROOT` or `data/`)."""
     root = table_root or os.environ.get("RAY_ASSETS_TABLE_ROOT") or DEFAULT_TABLE_ROOT
+    crm = crm_database(root)
     return {
         "ray": RayResource(shared_head=True),
         "delta_io_manager": DeltaIOManager(root_uri=root),
         "order_source": order_source_from_env(),
         "landing": landing_from_env(),
+        "crm": crm_resource(crm, seed_if_missing=True),
+        "sql_io_manager": SqlIOManager(database=crm),
     }
+
+
+def crm_database(table_root: str) -> SqlDatabase:
+    """`$RAY_ASSETS_CRM_URL`, or a SQLite file beside the tables (an absolute path: Ray's tasks
+    on the shared head run in the directory of the process that started it)."""
+    url = os.environ.get("RAY_ASSETS_CRM_URL")
+    if not url:
+        url = f"sqlite:///{os.path.abspath(os.path.join(table_root, 'crm.db'))}"
+    return SqlDatabase(url=url)
+
+
+def crm_resource(database: SqlDatabase, *, seed_if_missing: bool) -> Any:
+    from definitions.crm import Crm
+
+    return Crm(database=database, seed_if_missing=seed_if_missing)
 
 
 def landing_from_env() -> LandingFolder:

@@ -73,6 +73,35 @@ def test_range_run_writes_every_day_in_one_commit_per_asset(pipeline_root: Path)
     assert delta_log_rows(pipeline_root / "customers") == {"": CUSTOMERS}
 
 
+def test_customers_come_from_the_crm_and_revenue_goes_back_to_it(pipeline_root: Path) -> None:
+    """The dimension is read from the CRM database (here the local stand-in, a SQLite file the
+    first run filled from the generator), and the revenue export there holds exactly the rows
+    of the Delta table, day by day."""
+    from ray_assets import DeltaStore, PartitionSlice
+    from ray_assets.connectors.sql import SqlDatabase
+
+    crm = SqlDatabase(url=f"sqlite:///{pipeline_root}/crm.db")
+    assert crm.fetch("SELECT COUNT(*) AS n FROM crm_customers")["n"][0].as_py() == CUSTOMERS
+    exported = crm.fetch(
+        "SELECT order_date, region, revenue, orders FROM daily_region_revenue_export"
+    ).to_pandas()
+    revenue = (
+        DeltaStore(str(pipeline_root / "daily_region_revenue"))
+        .read(PartitionSlice.unpartitioned("daily_region_revenue"))
+        .to_pandas()
+    )
+    assert len(exported) == len(revenue) > 0
+    exported["order_date"] = exported["order_date"].astype(str)
+    merged = exported.merge(
+        revenue.assign(order_date=revenue["order_date"].astype(str)),
+        on=["order_date", "region"],
+        suffixes=("_sql", "_delta"),
+    )
+    assert len(merged) == len(revenue)
+    assert (merged["orders_sql"] == merged["orders_delta"]).all()
+    assert np.allclose(merged["revenue_sql"], merged["revenue_delta"])
+
+
 def test_revenue_matches_an_independent_pandas_computation(pipeline_root: Path) -> None:
     from ray_assets import DeltaStore, PartitionSlice
 
@@ -148,11 +177,17 @@ def test_unknown_environment_is_refused() -> None:
 
 @pytest.mark.slow
 def test_cli_materializes_everything_for_a_range_in_one_run_on_a_cluster(
-    ray_session: str, tmp_path: Path
+    ray_session: str, postgres, tmp_path: Path
 ) -> None:
     """The natural command, `dagster asset materialize --select '*' --partition-range A...B`,
-    with the cluster resources: it joins the running Ray (the test session's) and writes the
-    unpartitioned dimension and the range of every daily asset, one commit per asset."""
+    with the cluster resources: it joins the running Ray (the test session's), reads the
+    customers from the CRM in PostgreSQL, and writes the unpartitioned dimension and the range
+    of every daily asset, one commit per asset, the revenue export into PostgreSQL."""
+    from definitions.crm import Crm
+    from ray_assets.connectors.sql import SqlDatabase
+
+    crm = SqlDatabase(url=postgres.url)
+    Crm(database=crm).seed(OrderSource())  # the CRM's own data; the cluster never seeds it
     root = tmp_path / "tables"
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -162,6 +197,7 @@ def test_cli_materializes_everything_for_a_range_in_one_run_on_a_cluster(
         "RAY_ADDRESS": ray_session,
         "RAY_ASSETS_TABLE_ROOT": str(root),
         "RAY_ASSETS_ROWS_PER_DAY": "500",
+        "RAY_ASSETS_CRM_URL": postgres.url,
         "DAGSTER_HOME": str(home),
     }
     done = dagster_cli(
@@ -177,6 +213,17 @@ def test_cli_materializes_everything_for_a_range_in_one_run_on_a_cluster(
         assert set(delta_log_rows(root / asset)) == set(days)
     assert delta_log_rows(root / "customers") == {"": OrderSource().customers}
     assert f"Ray ({ray_session}) is up" in done.stdout + done.stderr  # joined, did not start one
+    exported = crm.fetch(
+        "SELECT CAST(order_date AS TEXT) AS day, COUNT(*) AS n FROM daily_region_revenue_export "
+        "GROUP BY 1 ORDER BY 1"
+    ).to_pylist()
+    assert [row["day"] for row in exported] == days
+    assert sum(row["n"] for row in exported) == sum(
+        delta_log_rows(root / "daily_region_revenue").values()
+    )
+    from postgres_server import PASSWORD
+
+    assert PASSWORD not in done.stdout + done.stderr
 
 
 @pytest.mark.slow
@@ -186,6 +233,7 @@ def test_cluster_environment_without_address_fails_naming_the_variable(tmp_path:
     } | {
         "RAY_ASSETS_ENV": "cluster",
         "RAY_ASSETS_TABLE_ROOT": str(tmp_path / "tables"),
+        "RAY_ASSETS_CRM_URL": f"sqlite:///{tmp_path}/crm.db",
         "DAGSTER_HOME": str(tmp_path),
     }
     done = dagster_cli(
@@ -230,6 +278,7 @@ def test_demo_command_materializes_and_prints_the_tables(tmp_path: Path) -> None
     assert f"raw_orders: {root}/raw_orders (Delta version 0, 2 files)" in done.stdout
     assert "  2024-01-01: 500 rows\n  2024-01-02: 500 rows" in done.stdout
     assert f"daily_region_revenue: {root}/daily_region_revenue (Delta version 0" in done.stdout
+    assert "daily_region_revenue_export: table daily_region_revenue_export in sqlite" in done.stdout
     assert delta_log_rows(root / "raw_orders") == {"2024-01-01": 500, "2024-01-02": 500}
     assert (home / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
     with dg.DagsterInstance.from_config(str(home)) as instance:
