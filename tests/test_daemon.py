@@ -124,7 +124,14 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "RAY_ASSETS_LANDING_DIR": str(root / "landing"),
         "RAY_ASSETS_ROWS_PER_DAY": str(ROWS_PER_DAY),
         "RAY_ASSETS_DAILY_CRON": "* * * * *",  # the schedule test needs a tick within a minute
+        "RAY_ASSETS_CRM_URL": f"sqlite:///{root}/crm.db",
     }
+    from definitions.crm import Crm
+    from definitions.sources import OrderSource
+    from ray_assets.connectors.sql import SqlDatabase
+
+    # the CRM's own data: the cluster resources read it and never fill it
+    Crm(database=SqlDatabase(url=environment["RAY_ASSETS_CRM_URL"])).seed(OrderSource())
     with dg.DagsterInstance.from_config(str(home)):
         pass  # create the instance's storage now: the daemon and the CLI would race to create it
     log = (root / "daemon.log").open("w")
