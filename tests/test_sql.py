@@ -331,3 +331,73 @@ def test_assets_live_in_sql_tables_through_the_io_manager(postgres, ray_session)
     metadata = result.asset_materializations_for_node("daily_orders")[0].metadata
     assert metadata["dagster/row_count"].value == 4_000
     assert "***" in metadata["database"].value
+
+
+def test_two_runs_replacing_one_day_leave_one_runs_rows(postgres, ray_session, tmp_path) -> None:
+    """Writer A (another process) holds the day mid-load; writer B, replacing the same day,
+    waits for it instead of deleting before A commits, then replaces A's rows: the day holds
+    B's rows only, never both runs'. Other days are untouched."""
+    import threading
+
+    database = SqlDatabase(url=postgres.url)
+    database.write(_orders(4_000), "raced")
+    loading, release = tmp_path / "loading", tmp_path / "release"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        import pyarrow as pa
+        from ray_assets.connectors.sql.sessions import open_session
+        from ray_assets.connectors.sql.writes import replace_slice
+
+        def batches():
+            yield pa.record_batch({{"id": list(range(100_000, 100_500)),
+                                   "day": ["2024-01-02"] * 500}})
+            Path({str(loading)!r}).write_text("A holds the day")
+            while not Path({str(release)!r}).exists():
+                time.sleep(0.02)
+
+        schema = pa.schema([("id", pa.int64()), ("day", pa.string())])
+        replace_slice(open_session(sys.argv[1]), "raced", schema, batches(),
+                      slice_keys=[{{"day": "2024-01-02"}}], what="writer A")
+        """
+    )
+    writer_a = subprocess.Popen([sys.executable, "-c", script, postgres.url])
+    try:
+        _wait_for(loading, writer_a)
+        b_rows = pa.table(
+            {"id": pa.array(range(200_000, 200_300), pa.int64()), "day": ["2024-01-02"] * 300}
+        )
+        outcome: dict = {}
+        writer_b = threading.Thread(
+            target=lambda: outcome.update(
+                rows=database.write(b_rows, "raced", partition=_slice("2024-01-02"))
+            )
+        )
+        writer_b.start()
+        _wait_until(
+            lambda: (
+                _count(database, "pg_locks", "WHERE locktype = 'advisory' AND NOT granted") == 1
+            ),
+            "writer B never queued behind writer A",
+        )
+        assert writer_b.is_alive()
+        release.write_text("go")
+        assert writer_a.wait(timeout=60) == 0
+        writer_b.join(timeout=60)
+        assert outcome.get("rows") == 300
+    finally:
+        if writer_a.poll() is None:
+            writer_a.kill()
+    day = database.fetch("SELECT id FROM raced WHERE day = $1", ("2024-01-02",))["id"]
+    assert sorted(day.to_pylist()) == list(range(200_000, 200_300))
+    assert _count(database, "raced", "WHERE day <> $1", ("2024-01-02",)) == 3_000
+
+
+def _wait_until(condition, failure: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)

@@ -66,6 +66,17 @@ class Session:
     def create(self, table: str, schema: pa.Schema) -> None:
         raise NotImplementedError
 
+    def has_table(self, table: str) -> bool:
+        """Whether `table` exists, asked of the catalog (a failing probe would abort the
+        transaction on PostgreSQL, and with it the locks it holds)."""
+        raise NotImplementedError
+
+    def lock_for_replace(self, lock_names: Sequence[str]) -> None:
+        """Hold, until this transaction ends, a lock per name (a table's partition) that every
+        writer of the same name waits for. Without it, two runs replacing the same partition
+        at once both delete the old rows and both load theirs. A no-op where the database
+        serializes writers itself (SQLite) or offers no such lock (SQLAlchemy)."""
+
     def commit(self) -> None:
         raise NotImplementedError
 
@@ -123,6 +134,25 @@ class AdbcSession(Session):
         schema_name, _, table_name = table.rpartition(".")
         options = {"db_schema_name": schema_name} if schema_name else {}
         self._cursor.adbc_ingest(table_name, schema.empty_table(), mode="create", **options)
+
+    def has_table(self, table: str) -> bool:
+        if self.kind == "postgresql":
+            self.execute("SELECT to_regclass($1) IS NOT NULL AS present", (self.table(table),))
+        else:
+            schema_name, _, table_name = table.rpartition(".")
+            catalog = f"{self.quote(schema_name)}.sqlite_master" if schema_name else "sqlite_master"
+            self.execute(
+                f"SELECT COUNT(*) > 0 AS present FROM {catalog} WHERE type = 'table' AND name = ?",
+                (table_name,),
+            )
+        return bool(self.fetch_all()["present"][0].as_py())
+
+    def lock_for_replace(self, lock_names: Sequence[str]) -> None:
+        if self.kind != "postgresql":
+            return  # SQLite: one writer per database file at a time, the others fail busy
+        for name in sorted(set(lock_names)):  # one order for every writer: no deadlock
+            self.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", (name,))
+            self._cursor.fetch_arrow_table()
 
     def commit(self) -> None:
         self._connection.commit()
@@ -195,6 +225,11 @@ class SqlAlchemySession(Session):
             schema=schema_name or None,
         )
         metadata.create_all(self._connection)
+
+    def has_table(self, table: str) -> bool:
+        schema_name, _, table_name = table.rpartition(".")
+        inspector = self._sqlalchemy.inspect(self._connection)
+        return inspector.has_table(table_name, schema=schema_name or None)
 
     def commit(self) -> None:
         self._connection.commit()

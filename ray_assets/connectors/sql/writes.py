@@ -4,6 +4,8 @@
 run in one transaction on one connection: if anything fails or the process dies before
 `COMMIT`, the database rolls the transaction back and the table is as it was; a rerun replaces
 the same rows again instead of adding them. Rows outside the slice are refused before commit.
+Writers of the same partitions queue on a transaction-scoped lock per partition (PostgreSQL's
+advisory locks), so two runs racing on a day leave exactly one run's rows, never both.
 The table is created from the Arrow schema, in the same transaction, when it is missing.
 """
 
@@ -17,18 +19,6 @@ import pyarrow as pa
 from ray_assets.connectors.sql.sessions import Session
 from ray_assets.connectors.sql.statements import Statement, slice_condition
 from ray_assets.errors import StrayPartitionValuesError
-
-
-def table_exists(session: Session, table: str) -> bool:
-    """Whether `table` can be selected from (probed with a query that reads no row)."""
-    probe = f"SELECT * FROM {session.table(table)} WHERE 1 = 0"
-    try:
-        session.execute(probe)
-        session.fetch_all()
-        return True
-    except Exception:  # noqa: BLE001 - any driver's "no such table"
-        session.rollback()
-        return False
 
 
 def replace_slice(
@@ -46,7 +36,8 @@ def replace_slice(
     committed unless every batch was loaded and every row belongs to the slice.
     """
     try:
-        if not table_exists(session, table):
+        session.lock_for_replace(_lock_names(table, slice_keys))
+        if not session.has_table(table):
             session.create(table, schema)
         delete = Statement(session)
         text = f"DELETE FROM {session.table(table)}"
@@ -88,6 +79,13 @@ class _Source:
         except BaseException as error:
             self.error = error
             raise
+
+
+def _lock_names(table: str, slice_keys: Sequence[Mapping[str, Any]] | None) -> list[str]:
+    """One lock name per partition of the slice (the whole table when unpartitioned)."""
+    if slice_keys is None:
+        return [table]
+    return [f"{table}\x1f{sorted((c, str(v)) for c, v in key.items())}" for key in slice_keys]
 
 
 def _checked(
