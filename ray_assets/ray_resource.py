@@ -270,9 +270,9 @@ class RayResource(dg.ConfigurableResource):
 
 def cluster_shuffle_partitions() -> int:
     """One hash partition per CPU of the cluster Ray is connected to, at least 2."""
-    import ray
+    from ray_assets.cluster import cluster_cpus
 
-    return max(2, int(ray.cluster_resources().get("CPU", 1)))
+    return max(2, cluster_cpus())
 
 
 def default_object_store_bytes() -> int:

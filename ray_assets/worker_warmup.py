@@ -58,7 +58,9 @@ def start_warm_workers() -> list:
     refs are returned for whoever wants to wait, nobody has to."""
     import ray
 
-    count = min(MAX_WARM_WORKERS, int(ray.cluster_resources().get("CPU", 0)))
+    from ray_assets.cluster import cluster_cpus
+
+    count = min(MAX_WARM_WORKERS, cluster_cpus())
     task = ray.remote(warm_worker).options(num_cpus=1, max_retries=0, name="ray_assets.warm")
     return [task.remote() for _ in range(count)]
 

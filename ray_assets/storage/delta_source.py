@@ -22,6 +22,7 @@ import ray.data  # noqa: TID253
 from ray.data.block import BlockMetadata  # noqa: TID253
 from ray.data.datasource import Datasource, ReadTask  # noqa: TID253
 
+from ray_assets.cluster import cluster_cpus
 from ray_assets.partition_slice import partition_value_scalar
 from ray_assets.storage.filesystem import resolve_filesystem
 
@@ -63,7 +64,7 @@ class FileGroupsDatasource(Datasource):
         itself, Ray asks every read for 200 blocks and splits each task's output to get them;
         a split read cannot fuse with the map that follows, so every block would cross the
         object store once more for nothing."""
-        cpus = ray.cluster_resources().get("CPU", 1)
+        cpus = max(1, cluster_cpus())
         return ray.data.read_datasource(self, override_num_blocks=self.read_task_count(cpus))
 
     def get_read_tasks(

@@ -324,6 +324,6 @@ def _arrow_stream(data: Any) -> tuple[Iterable[pa.RecordBatch], pa.Schema]:
 
 
 def _cluster_cpus() -> int:
-    import ray
+    from ray_assets.cluster import cluster_cpus
 
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return max(1, cluster_cpus())
