@@ -401,3 +401,22 @@ def _wait_until(condition, failure: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, failure
         time.sleep(0.05)
+
+
+def test_a_failing_pipeline_is_told_by_its_root_cause_and_writes_nothing(
+    postgres, ray_session
+) -> None:
+    import ray.data
+
+    database = SqlDatabase(url=postgres.url)
+    database.write(_orders(4_000), "pipeline_failed")
+    broken = ray.data.from_arrow(_orders(1_000)).map_batches(  # one block: nothing to cancel
+        lambda batch: batch.drop_columns(["no_such_column"]), batch_format="pyarrow"
+    )
+    with pytest.raises(SqlDatabaseError) as raised:
+        database.write(broken, "pipeline_failed", partition=_slice("2024-01-02"))
+    message = str(raised.value)
+    assert "table pipeline_failed for asset 'orders', partition '2024-01-02'" in message
+    assert "KeyError" in message and "no_such_column" in message
+    assert "nothing was written" in message and "ray::" not in message
+    assert _count(database, "pipeline_failed") == 4_000

@@ -162,14 +162,14 @@ class SqlDatabase(dg.ConfigurableResource):
         from ray_assets.connectors.sql.writes import replace_slice
 
         what = self._describe_table(table, partition)
-        batches, schema = _arrow_stream(data)
-        keys = (
-            _typed_keys(partition, schema)
-            if partition is not None and partition.is_partitioned
-            else None
-        )
-        with self._session(what) as session:
+        with self._session(what) as session:  # an unreachable database fails before the pipeline
             try:
+                batches, schema = _arrow_stream(data)
+                keys = (
+                    _typed_keys(partition, schema)
+                    if partition is not None and partition.is_partitioned
+                    else None
+                )
                 return replace_slice(session, table, schema, batches, slice_keys=keys, what=what)
             except RayAssetsError:
                 raise
@@ -239,7 +239,9 @@ class SqlDatabase(dg.ConfigurableResource):
         connecting: bool = False,
         written: bool | None = None,
     ) -> SqlDatabaseError:
-        cause = scrub(f"{type(error).__name__}: {error}", self.url).strip()
+        from ray_assets.storage.ray_errors import describe_cause
+
+        cause = scrub(describe_cause(error), self.url).strip()  # a Ray task's root cause too
         if connecting:
             head = f"SqlDatabase({self.redacted_url}): cannot connect"
         else:
