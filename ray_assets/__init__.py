@@ -6,8 +6,9 @@ partition, for the assets downstream. Importing this package does not import Ray
 deltalake; they load when a resource starts or a table is touched.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ray_assets._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ray_assets.aggregates import ROWS, aggregate_by
@@ -65,17 +66,7 @@ workers unpickle functions of `ray_assets.aggregates` or `ray_assets.storage.*` 
 and an eager package would make each of them import Dagster first (about 1 s per worker)."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ray_assets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __version__ = "0.1.0"

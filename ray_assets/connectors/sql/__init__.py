@@ -7,8 +7,9 @@ one transaction. `SqlIOManager` stores assets as tables. PostgreSQL and SQLite g
 when used.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ray_assets._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ray_assets.connectors.sql.io_manager import SqlIOManager
@@ -22,17 +23,7 @@ _EXPORTS = {
 a read task, and an eager package would make each of them import Dagster first."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ray_assets.connectors.sql' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = ["SqlDatabase", "SqlIOManager"]
