@@ -19,12 +19,13 @@ from pydantic import Field
 
 from ray_assets.conversions import empty_input, from_dataset, to_dataset
 from ray_assets.errors import RayAssetsError
+from ray_assets.io_slices import instance_of, output_partitions, slice_to_load, slice_to_write
 from ray_assets.metadata import (
     declared_column_types,
     materialization_metadata,
     partition_metadata,
 )
-from ray_assets.partition_slice import PartitionColumn, PartitionSlice
+from ray_assets.partition_slice import PartitionColumn
 from ray_assets.storage.delta_store import DeltaStore, WriteResult
 from ray_assets.storage.filesystem import join_uri
 
@@ -85,13 +86,8 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         `definition_metadata` is the asset's; its `dagster/column_schema` types the columns a
         pipeline leaves all-null.
         """
-        name = asset_key.to_user_string()
-        partition_slice = PartitionSlice.from_keys(
-            partitions_def,
-            partition_keys if partitions_def is not None else None,
-            partition_column,
-            asset_key=name,
-            dynamic_partitions_store=dynamic_partitions_store,
+        partition_slice = slice_to_write(
+            asset_key, partitions_def, partition_keys, partition_column, dynamic_partitions_store
         )
         dataset = to_dataset(obj, partition_slice.describe())
         return self.store_for(asset_key).write(
@@ -112,16 +108,15 @@ class DeltaIOManager(dg.ConfigurableIOManager):
                 "stores its data itself, annotate its return type '-> None' (Dagster then does "
                 "not call the IO manager)."
             )
-        partitioned = context.has_asset_partitions
-        keys = list(context.asset_partition_keys) if partitioned else None
+        partitions_def, keys = output_partitions(context)
         result = self.write_asset(
             obj,
             asset_key=context.asset_key,
-            partitions_def=context.asset_partitions_def if partitioned else None,
+            partitions_def=partitions_def,
             partition_keys=keys,
             partition_column=(context.definition_metadata or {}).get("partition_expr"),
             write_id=context.run_id,
-            dynamic_partitions_store=_instance_of(context),
+            dynamic_partitions_store=instance_of(context),
             definition_metadata=context.definition_metadata,
         )
         for warning in result.warnings:
@@ -138,27 +133,16 @@ class DeltaIOManager(dg.ConfigurableIOManager):
 
     # ------------------------------------------------------------------ loading
     def load_input(self, context: dg.InputContext) -> Any:
-        upstream = context.upstream_output
-        upstream_metadata = (upstream.definition_metadata if upstream else None) or {}
-        name = context.asset_key.to_user_string()
         columns = (context.definition_metadata or {}).get("columns")
         store = self.store_for(context.asset_key)
         if context.has_asset_partitions and not context.asset_partition_keys:
             # The mapping selects no partition (a self-dependent asset's first partition): an
             # empty input, as Dagster's database IO managers give.
+            upstream = context.upstream_output
+            upstream_metadata = (upstream.definition_metadata if upstream else None) or {}
             schema = _empty_input_schema(store, upstream_metadata)
             return empty_input(schema, columns, context.dagster_type.typing_type)
-        if context.has_asset_partitions:
-            partition_slice = PartitionSlice.from_keys(
-                context.asset_partitions_def,
-                list(context.asset_partition_keys),
-                upstream_metadata.get("partition_expr"),
-                asset_key=name,
-                dynamic_partitions_store=_instance_of(context),
-            )
-        else:
-            partition_slice = PartitionSlice.unpartitioned(name)
-        dataset = store.read(partition_slice, columns)
+        dataset = store.read(slice_to_load(context), columns)
         return from_dataset(dataset, context.dagster_type.typing_type)
 
 
@@ -168,13 +152,3 @@ def _empty_input_schema(store: DeltaStore, upstream_metadata: Mapping[str, Any])
     if table is not None:
         return store.table_schema(table)
     return pa.schema(list(declared_column_types(upstream_metadata).items()))
-
-
-def _instance_of(context: Any) -> Any:
-    try:
-        return context.instance
-    except Exception:  # noqa: BLE001 - contexts built outside a run have no instance
-        try:
-            return context.step_context.instance
-        except Exception:  # noqa: BLE001
-            return None

@@ -19,6 +19,7 @@ from pydantic import Field
 from ray_assets.connectors.sql.resource import SqlDatabase
 from ray_assets.conversions import from_dataset, to_dataset
 from ray_assets.errors import RayAssetsError
+from ray_assets.io_slices import instance_of, output_partitions, slice_to_load, slice_to_write
 from ray_assets.partition_slice import PartitionColumn, PartitionSlice
 
 
@@ -50,13 +51,8 @@ class SqlIOManager(dg.ConfigurableIOManager):
         dynamic_partitions_store: Any = None,
     ) -> tuple[int, PartitionSlice]:
         """Replace the rows of the keys' partitions with `obj`; the rows written and the slice."""
-        name = asset_key.to_user_string()
-        partition_slice = PartitionSlice.from_keys(
-            partitions_def,
-            partition_keys if partitions_def is not None else None,
-            partition_column,
-            asset_key=name,
-            dynamic_partitions_store=dynamic_partitions_store,
+        partition_slice = slice_to_write(
+            asset_key, partitions_def, partition_keys, partition_column, dynamic_partitions_store
         )
         data = to_dataset(obj, partition_slice.describe())
         rows = self.database.write(data, self.table_name(asset_key), partition=partition_slice)
@@ -91,32 +87,20 @@ class SqlIOManager(dg.ConfigurableIOManager):
                 f"Asset '{context.asset_key.to_user_string()}' returned None: nothing to store "
                 "in its SQL table. Return a ray.data.Dataset, pyarrow.Table or pandas.DataFrame."
             )
-        partitioned = context.has_asset_partitions
+        partitions_def, keys = output_partitions(context)
         rows, _ = self.write_asset(
             obj,
             asset_key=context.asset_key,
-            partitions_def=context.asset_partitions_def if partitioned else None,
-            partition_keys=list(context.asset_partition_keys) if partitioned else None,
+            partitions_def=partitions_def,
+            partition_keys=keys,
             partition_column=(context.definition_metadata or {}).get("partition_expr"),
-            dynamic_partitions_store=getattr(context, "instance", None),
+            dynamic_partitions_store=instance_of(context),
         )
         context.add_output_metadata(self._metadata(rows, self.table_name(context.asset_key)))
 
     def load_input(self, context: dg.InputContext) -> Any:
-        upstream = context.upstream_output
-        upstream_metadata = (upstream.definition_metadata if upstream else None) or {}
-        name = context.asset_key.to_user_string()
         columns = (context.definition_metadata or {}).get("columns")
-        if context.has_asset_partitions:
-            partition_slice = PartitionSlice.from_keys(
-                context.asset_partitions_def,
-                list(context.asset_partition_keys),
-                upstream_metadata.get("partition_expr"),
-                asset_key=name,
-                dynamic_partitions_store=getattr(context, "instance", None),
-            )
-        else:
-            partition_slice = PartitionSlice.unpartitioned(name)
+        partition_slice = slice_to_load(context)
         shard_column = (
             partition_slice.columns[0] if self.read_shards > 1 and partition_slice.columns else None
         )
