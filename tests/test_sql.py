@@ -420,3 +420,21 @@ def test_a_failing_pipeline_is_told_by_its_root_cause_and_writes_nothing(
     assert "KeyError" in message and "no_such_column" in message
     assert "nothing was written" in message and "ray::" not in message
     assert _count(database, "pipeline_failed") == 4_000
+
+
+def test_a_query_with_its_own_where_reads_in_shards(warehouse) -> None:
+    """The shard bounds go into the outer query's own WHERE, whatever the user's query holds."""
+    dataset = warehouse.read(
+        query="SELECT id, day FROM orders WHERE paid AND day = $1",
+        query_params=["2024-01-03"],
+        where={"day": "2024-01-03"},
+        shard_column="id",
+        shards=3,
+    )
+    ids = dataset.to_pandas()["id"]
+    assert len(ids) == ROWS // 4 - ROWS // 20 and ids.is_unique  # every 5th id is unpaid
+    assert "ReadSql(query): 3 tasks executed" in dataset.materialize().stats()
+    alone = warehouse.read(
+        query="SELECT id FROM orders WHERE NOT paid", shard_column="id", shards=2
+    )
+    assert alone.count() == ROWS // 5

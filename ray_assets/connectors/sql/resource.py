@@ -128,13 +128,16 @@ class SqlDatabase(dg.ConfigurableResource):
                     )
             statements = []
             for index in range(shard_count):
-                statement = select(session, source, columns=columns, where=where, slice_values=keys)
-                condition = _shard_condition(
-                    statement, shard_column, shard_by, index, shard_count, bounds
+                statement = select(
+                    session,
+                    source,
+                    columns=columns,
+                    where=where,
+                    slice_values=keys,
+                    shard=lambda s, i=index: _shard_condition(
+                        s, shard_column, shard_by, i, shard_count, bounds
+                    ),
                 )
-                if condition:
-                    joiner = " AND " if " WHERE " in statement.text else " WHERE "
-                    statement.text += f"{joiner}({condition})"
                 statements.append(ShardQuery(statement.text, tuple(statement.params)))
         name = f"ReadSql({table or 'query'})"
         return SqlShardsDatasource(ray.put(self.url), statements, schema, name).dataset()

@@ -8,11 +8,9 @@ text and its parameters, built together so that their order cannot drift apart.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import pyarrow as pa
 
 from ray_assets.connectors.sql.sessions import Session
 
@@ -59,15 +57,16 @@ def select(
     columns: Sequence[str] | None = None,
     where: Mapping[str, Any] | None = None,
     slice_values: Sequence[Mapping[str, Any]] | None = None,
-    extra: str | None = None,
+    shard: Callable[[Statement], str] | None = None,
     select_list: str | None = None,
     limit: int | None = None,
 ) -> Statement:
-    """`SELECT columns FROM source WHERE <where> AND <slice> [AND extra]` with bound values.
+    """`SELECT columns FROM source WHERE <where> AND <slice> [AND <shard>]` with bound values.
 
     `where` maps a column to a value or a list of values; `slice_values` holds one mapping of
-    column to typed value per partition key (a key matches when all its columns do). `extra` is
-    a condition already built on this statement's parameters (a shard).
+    column to typed value per partition key (a key matches when all its columns do). `shard`
+    builds one more condition on this statement, after the others, so that its parameters
+    follow theirs ("" for none).
     """
     statement = Statement(session)
     statement.params.extend(source.query_params)
@@ -84,6 +83,8 @@ def select(
         conditions.append(statement.one_of(column, values))
     if slice_values is not None:
         conditions.append(slice_condition(statement, slice_values))
+    if shard is not None and (condition := shard(statement)):
+        conditions.append(condition)
     text = f"SELECT {projection} FROM {origin}"
     if conditions:
         text += " WHERE " + " AND ".join(f"({c})" for c in conditions)
@@ -114,13 +115,13 @@ def shard_bounds(low: Any, high: Any, shards: int) -> list[tuple[Any, Any]]:
         return []
     to_number, from_number = _numeric_view(low)
     start, stop = to_number(low), to_number(high)
-    integral = isinstance(start, int)
-    span = (stop - start + (1 if integral else 0)) if integral else (stop - start)
-    count = max(1, min(shards, span if integral else shards))
-    edges = []
-    for index in range(count + 1):
-        edge = start + (span * index // count if integral else span * index / count)
-        edges.append(edge)
+    if isinstance(start, int):  # whole steps: never more shards than values
+        span = stop - start + 1
+        count = max(1, min(shards, span))
+        edges = [start + span * index // count for index in range(count + 1)]
+    else:
+        span, count = stop - start, max(1, shards)
+        edges = [start + span * index / count for index in range(count + 1)]
     return [(from_number(edges[i]), from_number(edges[i + 1])) for i in range(count)]
 
 
@@ -145,8 +146,3 @@ def _numeric_view(value: Any) -> tuple[Any, Any]:
     if isinstance(value, decimal.Decimal):
         return (lambda v: float(v), lambda n: decimal.Decimal(str(n)))
     raise TypeError(f"cannot split a column of {type(value).__name__} values into ranges")
-
-
-def arrow_of(value: Any, kind: pa.DataType) -> Any:
-    """A Python value as the column type `kind` wants it bound."""
-    return pa.scalar(value).cast(kind).as_py() if value is not None else None
