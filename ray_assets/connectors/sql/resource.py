@@ -87,9 +87,9 @@ class SqlDatabase(dg.ConfigurableResource):
         from ray_assets.connectors.sql.statements import Source, select
 
         source = Source(table=table, query=query, query_params=tuple(query_params))
-        what = self._describe(source, partition)
+        what = self._describe(source.describe(), partition)
         with self._session(what) as session:
-            every_column = self._probe_schema(session, source, None, what)
+            every_column = self._probe_schema(session, source, what)
             unknown = [name for name in (columns or []) if name not in every_column.names]
             if unknown:
                 raise SqlDatabaseError(f"{what}: no column {unknown}; it has {every_column.names}")
@@ -164,7 +164,7 @@ class SqlDatabase(dg.ConfigurableResource):
         written. On any failure the transaction is rolled back: the table is as it was."""
         from ray_assets.connectors.sql.writes import replace_slice
 
-        what = self._describe_table(table, partition)
+        what = self._describe(f"table {table}", partition)
         with self._session(what) as session:  # an unreachable database fails before the pipeline
             try:
                 batches, schema = _arrow_stream(data)
@@ -188,14 +188,12 @@ class SqlDatabase(dg.ConfigurableResource):
         except Exception as error:
             raise self._error(what, error, connecting=True) from None
 
-    def _probe_schema(
-        self, session: Any, source: Any, columns: Sequence[str] | None, what: str
-    ) -> pa.Schema:
+    def _probe_schema(self, session: Any, source: Any, what: str) -> pa.Schema:
+        """Every column of the source, typed. A few rows, not none: SQLite's types are per
+        value, and its driver infers a column's type from the rows it sees."""
         from ray_assets.connectors.sql.statements import select
 
-        # A few rows, not none: SQLite's types are per value, and its driver infers a column's
-        # type from the rows it sees.
-        statement = select(session, source, columns=columns, limit=_PROBE_ROWS)
+        statement = select(session, source, limit=_PROBE_ROWS)
         try:
             session.execute(statement.text, statement.params)
             return session.fetch_all().schema.remove_metadata()
@@ -226,13 +224,11 @@ class SqlDatabase(dg.ConfigurableResource):
         by_rows = max(1, (rows or 0) // max(1, self.min_rows_per_shard))
         return shard_bounds(low, high, max(1, min(wanted, by_rows))) or [(None, None)]
 
-    def _describe(self, source: Any, partition: PartitionSlice | None) -> str:
+    def _describe(self, target: str, partition: PartitionSlice | None) -> str:
+        """What an error names: the database (password hidden), the table or query, the run's
+        partitions."""
         where = f" for {partition.describe()}" if partition is not None else ""
-        return f"SqlDatabase({self.redacted_url}) {source.describe()}{where}"
-
-    def _describe_table(self, table: str, partition: PartitionSlice | None) -> str:
-        where = f" for {partition.describe()}" if partition is not None else ""
-        return f"SqlDatabase({self.redacted_url}) table {table}{where}"
+        return f"SqlDatabase({self.redacted_url}) {target}{where}"
 
     def _error(
         self,

@@ -48,7 +48,7 @@ class Session:
 
     def table(self, name: str) -> str:
         """A table name, optionally `schema.table`, quoted part by part."""
-        return ".".join(self.quote(_checked_name(part)) for part in name.split("."))
+        return ".".join(self.quote(part) for part in name.split("."))
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
         raise NotImplementedError
