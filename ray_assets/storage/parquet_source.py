@@ -85,15 +85,19 @@ class ParquetFilesDatasource(FileGroupsDatasource):
         for batch in scanner.to_batches():
             if batch.num_rows:
                 read_any = True
-                table = pa.Table.from_batches([batch])
-                for name in self._folder_dictionaries:
-                    if name in table.column_names:
-                        index = table.column_names.index(name)
-                        encoded = pc.dictionary_encode(table[name])
-                        table = table.set_column(index, name, encoded)
-                yield table.cast(self.output_schema)
+                if self._folder_dictionaries:
+                    yield self._with_folder_dictionaries(pa.Table.from_batches([batch]))
+                else:
+                    yield pa.Table.from_batches([batch], schema=self.output_schema)
         if not read_any:  # a block without columns would break the schema of what follows
             yield self.output_schema.empty_table()
+
+    def _with_folder_dictionaries(self, table: pa.Table) -> pa.Table:
+        for name in self._folder_dictionaries:
+            if name in table.column_names:
+                index = table.column_names.index(name)
+                table = table.set_column(index, name, pc.dictionary_encode(table[name]))
+        return table.cast(self.output_schema)
 
 
 def with_dictionary_types(schema: pa.Schema, columns: Sequence[str]) -> pa.Schema:
@@ -150,6 +154,8 @@ def list_parquet_files(
         partition_base_dir=root if partitioning else None,
     )
     schema = first_file.schema
+    if not partitioning:  # every column is the file's: no second look at the footer
+        return files, schema, []
     in_file = set(next(iter(first_file.get_fragments())).physical_schema.names)
     return files, schema, [name for name in schema.names if name not in in_file]
 
