@@ -8,8 +8,6 @@ names another database), which stands in for a real CRM: the first run that need
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 import numpy as np
 from pydantic import Field
@@ -34,23 +32,11 @@ class Crm(dg.ConfigurableResource):
 
     def ensure_seeded(self, order_source: OrderSource) -> None:
         """Fill the stand-in CRM once; a real one is left alone."""
-        if self.seed_if_missing and not self.has_customers():
+        if self.seed_if_missing and not self.database.has_table(CRM_CUSTOMERS):
             self.seed(order_source)
-
-    def has_customers(self) -> bool:
-        from ray_assets.errors import SqlDatabaseError
-
-        try:
-            self.database.fetch(f"SELECT 1 AS present FROM {CRM_CUSTOMERS} LIMIT 1")
-        except SqlDatabaseError:
-            return False
-        return True
 
     def seed(self, order_source: OrderSource) -> int:
         """Replace the CRM's customers with the generator's; the rows written."""
-        url = self.database.url
-        if url.startswith("sqlite:///"):  # the stand-in's file goes beside the tables
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         customers = make_customers(
             {"id": np.arange(order_source.customers)}, seed=order_source.seed
         )

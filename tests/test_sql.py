@@ -200,6 +200,7 @@ def test_a_missing_table_is_created_from_the_arrow_schema(postgres, ray_session)
         "WHERE table_name = $1 ORDER BY ordinal_position",
         ("created_here",),
     ).to_pylist()
+    assert database.has_table("created_here") and not database.has_table("never_created")
     assert [c["column_name"] for c in columns] == _orders(1).schema.names
     assert {c["column_name"]: c["data_type"] for c in columns}["amount"] == "double precision"
 

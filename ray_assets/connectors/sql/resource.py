@@ -142,6 +142,14 @@ class SqlDatabase(dg.ConfigurableResource):
         name = f"ReadSql({table or 'query'})"
         return SqlShardsDatasource(ray.put(self.url), statements, schema, name).dataset()
 
+    def has_table(self, table: str) -> bool:
+        """Whether `table` (`schema.table` allowed) exists, asked of the database's catalog."""
+        with self._session(f"table {table}") as session:
+            try:
+                return session.has_table(table)
+            except Exception as error:
+                raise self._error(self._describe(f"table {table}", None), error) from None
+
     def fetch(self, query: str, params: Sequence[Any] = ()) -> pa.Table:
         """The whole result of a small query, on the driver (checks, counts, lookups)."""
         with self._session("query") as session:

@@ -13,6 +13,7 @@ preparer elsewhere), never spliced raw. A session is one transaction until `comm
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -106,7 +107,10 @@ class AdbcSession(Session):
         else:
             import adbc_driver_sqlite.dbapi
 
-            self._connection = adbc_driver_sqlite.dbapi.connect(_sqlite_path(url), autocommit=False)
+            path = _sqlite_path(url)
+            if path != ":memory:":  # SQLite creates a missing file; its folder too, here
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._connection = adbc_driver_sqlite.dbapi.connect(path, autocommit=False)
         self._cursor = self._connection.cursor()
 
     def placeholder(self, number: int) -> str:
