@@ -52,3 +52,9 @@ class SqlDatabaseError(RayAssetsError):
     """A SQL database refused a read or a write (unreachable, credentials, a missing table, a
     type it cannot hold). The message names the database with its password redacted; for a
     write, the transaction was rolled back and the table is as it was."""
+
+
+class WarehouseError(RayAssetsError):
+    """Snowflake or BigQuery refused a read or a write (unreachable, credentials, a missing
+    table, a type it cannot hold). The message names the resource without its secrets; for a
+    write, nothing was committed and the table is as it was."""

@@ -10,13 +10,14 @@ transaction that deletes exactly the run's partitions and bulk-loads the new row
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
+from ray_assets.connectors.slices import arrow_stream, typed_keys
 from ray_assets.connectors.sql.urls import redact, scrub
 from ray_assets.errors import RayAssetsError, SqlDatabaseError
 
@@ -99,7 +100,7 @@ class SqlDatabase(dg.ConfigurableResource):
                 else every_column
             )
             keys = (
-                _typed_keys(partition, every_column)
+                typed_keys(partition, every_column)
                 if partition is not None and partition.is_partitioned
                 else None
             )
@@ -175,9 +176,9 @@ class SqlDatabase(dg.ConfigurableResource):
         what = self._describe(f"table {table}", partition)
         with self._session(what) as session:  # an unreachable database fails before the pipeline
             try:
-                batches, schema = _arrow_stream(data)
+                batches, schema = arrow_stream(data)
                 keys = (
-                    _typed_keys(partition, schema)
+                    typed_keys(partition, schema)
                     if partition is not None and partition.is_partitioned
                     else None
                 )
@@ -285,51 +286,6 @@ def _shard_condition(
     upper = "<=" if index == len(bounds) - 1 else "<"
     condition = f"{quoted} >= {statement.param(low)} AND {quoted} {upper} {statement.param(high)}"
     return f"({condition}) OR {quoted} IS NULL" if index == 0 else condition
-
-
-def _typed_keys(partition: PartitionSlice, schema: pa.Schema) -> list[dict[str, Any]]:
-    """Per partition key, its value in each partition column, typed as the column is."""
-    from ray_assets.partition_slice import partition_value_scalar
-
-    missing = [c for c in partition.columns if c not in schema.names]
-    if missing:
-        from ray_assets.errors import PartitionColumnError
-
-        raise PartitionColumnError(
-            f"asset {partition.asset_key}: no partition column {missing} in the SQL data; it "
-            f"has {schema.names}"
-        )
-    types = {c: schema.field(c).type for c in partition.columns}
-    return [
-        {
-            c: partition_value_scalar(text, types[c])
-            for c, text in zip(partition.columns, values, strict=True)
-        }
-        for values in partition.stored_values(types)
-    ]
-
-
-def _arrow_stream(data: Any) -> tuple[Iterable[pa.RecordBatch], pa.Schema]:
-    """The data as a stream of record batches in types a database holds, and its schema."""
-    from ray_assets.storage.arrow_schema import delta_schema
-
-    if isinstance(data, pa.Table):
-        schema = delta_schema(data.schema)
-        return data.cast(schema).to_batches(), schema
-    tables = iter(data.iter_batches(batch_format="pyarrow", batch_size=None))
-    first = next(tables, None)
-    if first is None:
-        arrow_schema = data.schema()
-        schema = delta_schema(arrow_schema.base_schema if arrow_schema else pa.schema([]))
-        return [], schema
-    schema = delta_schema(first.schema)
-
-    def stream() -> Iterator[pa.RecordBatch]:
-        yield from first.cast(schema).to_batches()
-        for table in tables:
-            yield from table.cast(schema).to_batches()
-
-    return stream(), schema
 
 
 def _cluster_cpus() -> int:

@@ -9,28 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from ray_assets.connectors.slices import Statement, slice_condition
 from ray_assets.connectors.sql.sessions import Session
-
-
-@dataclass
-class Statement:
-    """SQL text and its bound parameters, in placeholder order."""
-
-    session: Session
-    text: str = ""
-    params: list[Any] = field(default_factory=list)
-
-    def param(self, value: Any) -> str:
-        self.params.append(value)
-        return self.session.placeholder(len(self.params))
-
-    def one_of(self, column: str, values: Sequence[Any]) -> str:
-        if not values:
-            return "1 = 0"
-        return f"{self.session.quote(column)} IN ({', '.join(self.param(v) for v in values)})"
 
 
 @dataclass(frozen=True)
@@ -92,20 +75,6 @@ def select(
     if limit is not None:
         statement.text += f" LIMIT {int(limit)}"
     return statement
-
-
-def slice_condition(statement: Statement, keys: Sequence[Mapping[str, Any]]) -> str:
-    if not keys:
-        return "1 = 0"
-    columns = list(keys[0])
-    if len(columns) == 1:
-        return statement.one_of(columns[0], [key[columns[0]] for key in keys])
-    return " OR ".join(
-        "("
-        + " AND ".join(f"{statement.session.quote(c)} = {statement.param(key[c])}" for c in columns)
-        + ")"
-        for key in keys
-    )
 
 
 def shard_bounds(low: Any, high: Any, shards: int) -> list[tuple[Any, Any]]:

@@ -11,14 +11,18 @@ The table is created from the Arrow schema, in the same transaction, when it is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
+from ray_assets.connectors.slices import (
+    RememberedErrors,
+    Statement,
+    checked_rows,
+    slice_condition,
+)
 from ray_assets.connectors.sql.sessions import Session
-from ray_assets.connectors.sql.statements import Statement, slice_condition
-from ray_assets.errors import StrayPartitionValuesError
 
 
 def replace_slice(
@@ -44,15 +48,10 @@ def replace_slice(
         if slice_keys is not None:
             text += " WHERE " + slice_condition(delete, slice_keys)
         session.execute(text, delete.params)
-        checked = _checked(batches, slice_keys, what) if slice_keys is not None else batches
-        source = _Source(checked)
+        checked = checked_rows(batches, slice_keys, what) if slice_keys is not None else batches
+        source = RememberedErrors(checked)
         reader = pa.RecordBatchReader.from_batches(schema, source)
-        try:
-            rows = session.append(table, reader)
-        except Exception:
-            if source.error is not None:  # the driver wraps it; the cause is the data's
-                raise source.error from None
-            raise
+        rows = source.reraise(lambda: session.append(table, reader))
         session.commit()
         return rows
     except BaseException:
@@ -60,49 +59,8 @@ def replace_slice(
         raise
 
 
-class _Source:
-    """The batches to load, remembering the error that stopped them (a stray row, a failed Ray
-    pipeline): the driver reports it only as a failed stream."""
-
-    def __init__(self, batches: Iterable[pa.RecordBatch]) -> None:
-        self._batches = iter(batches)
-        self.error: BaseException | None = None
-
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
-        return self
-
-    def __next__(self) -> pa.RecordBatch:
-        try:
-            return next(self._batches)
-        except StopIteration:
-            raise
-        except BaseException as error:
-            self.error = error
-            raise
-
-
 def _lock_names(table: str, slice_keys: Sequence[Mapping[str, Any]] | None) -> list[str]:
     """One lock name per partition of the slice (the whole table when unpartitioned)."""
     if slice_keys is None:
         return [table]
     return [f"{table}\x1f{sorted((c, str(v)) for c, v in key.items())}" for key in slice_keys]
-
-
-def _checked(
-    batches: Iterable[pa.RecordBatch], slice_keys: Sequence[Mapping[str, Any]], what: str
-) -> Iterator[pa.RecordBatch]:
-    """The batches, each checked to hold only rows of the slice's keys."""
-    columns = list(slice_keys[0]) if slice_keys else []
-    allowed = {tuple(key[c] for c in columns) for key in slice_keys}
-    for batch in batches:
-        if columns and batch.num_rows:
-            seen = pa.Table.from_batches([batch.select(columns)]).group_by(columns).aggregate([])
-            seen = seen.to_pylist()
-            stray = [tuple(row[c] for c in columns) for row in seen]
-            stray = [values for values in stray if values not in allowed]
-            if stray:
-                raise StrayPartitionValuesError(
-                    f"{what}: rows with partition values {stray[:5]} outside the run's "
-                    f"partitions; nothing was written"
-                )
-        yield batch
