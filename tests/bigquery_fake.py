@@ -60,6 +60,7 @@ class FakeBigQuery:
     requests: list[dict] = field(default_factory=list)
     jobs: dict[str, dict] = field(default_factory=dict)
     streams: dict[str, pa.Table] = field(default_factory=dict)
+    answer_with: str = ""  # the table a query job's result is a copy of
     rest_url: str = ""
     grpc_endpoint: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -166,8 +167,6 @@ class FakeBigQuery:
         }
         self.jobs[job_id] = job
         return job
-
-    answer_with: str = ""
 
     # ------------------------------------------------------------ Storage Read API
     def create_read_session(self, request: Any) -> Any:

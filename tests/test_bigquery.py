@@ -231,8 +231,21 @@ def test_bad_input_is_a_clear_error_that_names_the_resource(fake, ray_session) -
     assert "BigQueryProject(acme/sales) table no_such_table" in str(missing.value)
     assert "Not found: Table acme:sales.no_such_table" in str(missing.value)
     assert not project.has_table("no_such_table")
+    closed = _project(fake, api_endpoint=f"http://127.0.0.1:{_closed_port()}", retry_timeout_s=2)
+    with pytest.raises(WarehouseError) as unreachable:
+        closed.read("orders")
+    assert "BigQueryProject(acme/sales) table orders" in str(unreachable.value)
+    assert "Connection refused" in str(unreachable.value)
     with pytest.raises(WarehouseError, match="credentials_json is not JSON"):
         _project(fake, anonymous=False, credentials_json="canary-not-json").read("orders")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_a_canary_key_appears_nowhere(fake, ray_session, capfd) -> None:

@@ -77,6 +77,11 @@ class BigQueryProject(dg.ConfigurableResource):
         description="Streams a read asks for when `read` does not say; None: one per CPU of "
         "the Ray cluster. BigQuery may give fewer.",
     )
+    retry_timeout_s: float = Field(
+        default=120,
+        description="How long a request keeps retrying before it fails: an unreachable "
+        "endpoint or a refused token fails after this, not after the clients' 10 minutes.",
+    )
     time_partitioning: Literal["HOUR", "DAY", "MONTH", "YEAR"] = Field(
         default="DAY", description="The granularity of the tables' time partitions."
     )
@@ -110,7 +115,7 @@ class BigQueryProject(dg.ConfigurableResource):
             if query is not None:
                 table = self._run_query(client, query, query_params or {})
             table_id = self._table_id(table)
-            bq_table = client.get_table(table_id)
+            bq_table = client.get_table(table_id, retry=self._retry())
             known = {f.name: _ARROW_TYPES.get(f.field_type, pa.string()) for f in bq_table.schema}
             keys = None
             if partition is not None and partition.is_partitioned:
@@ -142,7 +147,7 @@ class BigQueryProject(dg.ConfigurableResource):
 
         what = self._describe(f"table {table}", None)
         try:
-            self._client().get_table(self._table_id(table))
+            self._client().get_table(self._table_id(table), retry=self._retry())
             return True
         except NotFound:
             return False
@@ -180,6 +185,7 @@ class BigQueryProject(dg.ConfigurableResource):
                 slice_keys=keys,
                 granularity=self.time_partitioning,
                 what=what,
+                retry=self._retry(),
             )
         except RayAssetsError:
             raise
@@ -197,6 +203,19 @@ class BigQueryProject(dg.ConfigurableResource):
             location=self.location,
             client_options=options,
         )
+
+    def _retry(self, *, storage: bool = False) -> Any:
+        """The clients' own retry policy (transient errors, backoff), bounded in time."""
+        if storage:
+            from google.api_core import exceptions, retry
+
+            transient = retry.if_exception_type(
+                exceptions.ServiceUnavailable, exceptions.DeadlineExceeded
+            )
+            return retry.Retry(predicate=transient, timeout=self.retry_timeout_s)
+        from google.cloud import bigquery
+
+        return bigquery.DEFAULT_RETRY.with_timeout(self.retry_timeout_s)
 
     def _credentials(self) -> Any:
         from ray_assets.connectors.bigquery.reads import ReadClientSpec, credentials_of
@@ -240,7 +259,10 @@ class BigQueryProject(dg.ConfigurableResource):
             ),
         )
         return client.create_read_session(
-            parent=f"projects/{self.project}", read_session=request, max_stream_count=streams
+            parent=f"projects/{self.project}",
+            read_session=request,
+            max_stream_count=streams,
+            retry=self._retry(storage=True),
         )
 
     def _run_query(self, client: Any, query: str, params: Mapping[str, Any]) -> str:
@@ -253,8 +275,8 @@ class BigQueryProject(dg.ConfigurableResource):
                 for name, value in params.items()
             ]
         )
-        job = client.query(query, job_config=config)
-        job.result()
+        job = client.query(query, job_config=config, retry=self._retry())
+        job.result(retry=self._retry())
         destination = job.destination
         return f"{destination.project}.{destination.dataset_id}.{destination.table_id}"
 

@@ -46,6 +46,7 @@ def replace_partitions(
     slice_keys: Sequence[Mapping[str, Any]] | None,
     granularity: Granularity,
     what: str,
+    retry: Any = None,
 ) -> int:
     """Replace each partition of `slice_keys` (the whole table when None); the rows written."""
     column = _partition_column(slice_keys, schema, what) if slice_keys is not None else None
@@ -66,7 +67,7 @@ def replace_partitions(
         for value, path in files.items():
             destination = f"{table}${targets[value]}" if column is not None else table
             try:
-                _load(client, path, destination, column, granularity)
+                _load(client, path, destination, column, granularity, retry)
             except Exception as error:
                 from ray_assets.storage.ray_errors import describe_cause
 
@@ -123,7 +124,9 @@ def _split(
     return rows
 
 
-def _load(client: Any, path: Path, destination: str, column: str | None, granularity: str) -> None:
+def _load(
+    client: Any, path: Path, destination: str, column: str | None, granularity: str, retry: Any
+) -> None:
     from google.cloud import bigquery
 
     config = bigquery.LoadJobConfig(
@@ -138,4 +141,4 @@ def _load(client: Any, path: Path, destination: str, column: str | None, granula
         job = client.load_table_from_file(
             data, destination, job_config=config, size=path.stat().st_size
         )
-    job.result()
+    job.result(retry=retry) if retry is not None else job.result()
