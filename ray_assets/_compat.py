@@ -21,6 +21,7 @@ from dagster._core.storage.tags import (  # noqa: E402
 __all__ = [
     "ASSET_PARTITION_RANGE_END_TAG",
     "ASSET_PARTITION_RANGE_START_TAG",
+    "bound_actor_restarts",
     "bound_task_retries",
     "enable_token_auth_in_this_process",
     "resource_param_names",
@@ -55,6 +56,19 @@ def bound_task_retries(dataset: ray.data.Dataset, max_retries: int) -> None:
             remote_args.setdefault("max_task_retries", max_retries)
         else:
             remote_args.setdefault("max_retries", max_retries)
+
+
+def bound_actor_restarts(dataset: ray.data.Dataset, max_restarts: int) -> None:
+    """Restart the actors of `dataset`'s last operator (an actor-pool `map_batches`) at most
+    `max_restarts` times each, and retry a batch of a crashed actor as often.
+
+    `map_batches` takes these only through `**ray_remote_args`, deprecated in Ray 2.60 (to go
+    in 2.64) with no named replacement yet; setting them on the logical operator says the same
+    without the warning, and `bound_task_retries` (which only fills what is unset) keeps them.
+    """
+    remote_args = dataset._logical_plan.dag.ray_remote_args
+    remote_args["max_restarts"] = max_restarts
+    remote_args["max_task_retries"] = max_restarts
 
 
 def resource_param_names(fn: Any) -> list[str]:

@@ -58,3 +58,8 @@ class WarehouseError(RayAssetsError):
     """Snowflake or BigQuery refused a read or a write (unreachable, credentials, a missing
     table, a type it cannot hold). The message names the resource without its secrets; for a
     write, nothing was committed and the table is as it was."""
+
+
+class ActorPoolError(RayAssetsError):
+    """An `ActorPool` cannot run as configured on the connected cluster (no GPU and no CPU
+    fallback, more CPUs per actor than the cluster can spare)."""

@@ -24,6 +24,12 @@ _STALL_ADVICE = (
     "RayResource.no_progress_timeout_s."
 )
 
+_ACTOR_LOST = {"ActorDiedError", "ActorUnavailableError", "RayActorError"}
+_ACTOR_LOST_TOLD = (
+    "an actor process of the pipeline died (killed, out of memory, or crashed) more times than "
+    "it may be restarted (ActorPool.max_restarts)"
+)
+
 
 def pipeline_error(error: BaseException, what: str) -> RayAssetsError:
     """The error a failed write raises: our own verdict if a task made one, else the root cause."""
@@ -79,9 +85,21 @@ def describe_cause(error: BaseException | None) -> str:
     else:
         described = f"{type(root).__name__}: {message_of(root)}"
     if "made no progress" in described:
-        described += _STALL_ADVICE
+        described = _stall(str(root)) + _STALL_ADVICE
+    elif lost := next((e for e in chain if type(e).__name__ in _ACTOR_LOST), None):
+        described = f"{_ACTOR_LOST_TOLD}: {_first_line(lost)}"
     where = f" (in {frame[2]}, {frame[0]}:{frame[1]})" if frame else ""
     return f"{described}{where}"[:_MAX_MESSAGE_CHARS]
+
+
+def _stall(text: str) -> str:
+    """Ray Data's no-progress verdict, with the stages it found still running."""
+    lines = text.splitlines()
+    stages = [line.strip()[2:] for line in lines if line.startswith("  - ")]
+    head = lines[0] if lines else text
+    if not stages:
+        return f"ExecutionTimeoutError: {head}"
+    return f"ExecutionTimeoutError: {head} Stages still running: {'; '.join(stages)}."
 
 
 def _is_ray_wrapper(error: BaseException) -> bool:
