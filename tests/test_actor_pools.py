@@ -136,11 +136,11 @@ def test_logical_gpus_give_each_actor_its_gpu_and_cuda_visible_devices(tmp_path)
     assert {where for _, _, where in seen} == {"cpu"}
 
 
-def _resources(root: Path, **ray_options) -> dict:
+def _resources(root: Path, max_restarts: int = 3, **ray_options) -> dict:
     return {
         "ray": RayResource(**ray_options),
         "delta_io_manager": DeltaIOManager(root_uri=str(root)),
-        "scoring": ActorPool(batch_size=1_000),
+        "scoring": ActorPool(batch_size=1_000, max_restarts=max_restarts),
     }
 
 
@@ -157,11 +157,11 @@ def _scored_asset(how: str, marker: Path):
     return scored
 
 
-def _materialize(asset, root: Path, instance=None, **ray_options) -> dg.ExecuteInProcessResult:
+def _materialize(asset, root: Path, instance=None, **options) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [asset],
         partition_key="2024-01-02",
-        resources=_resources(root, **ray_options),
+        resources=_resources(root, **options),
         instance=instance,
         raise_on_error=False,
     )
@@ -225,7 +225,9 @@ def test_a_killed_actor_is_restarted_and_the_commit_is_exact(ray_session, tmp_pa
         .value
         == 4_000
     )
-    again = _materialize(_scored_asset("kill_always", tmp_path / "marker"), tmp_path)
+    again = _materialize(
+        _scored_asset("kill_always", tmp_path / "marker"), tmp_path, max_restarts=1
+    )
     assert not again.success
     assert "an actor process of the pipeline died" in _error(again)
     assert delta_version(tmp_path / "scored") == 0
@@ -235,7 +237,7 @@ def test_a_stalled_stage_fails_within_the_timeout_and_is_named(ray_session, tmp_
     started = time.monotonic()
     try:
         result = _materialize(
-            _scored_asset("hang", tmp_path / "marker"), tmp_path, no_progress_timeout_s=10
+            _scored_asset("hang", tmp_path / "marker"), tmp_path, no_progress_timeout_s=6
         )
     finally:
         RayResource().configure_data_context()  # the session's other tests keep the default
