@@ -15,10 +15,11 @@ import dagster as dg
 from definitions.assets import ASSETS
 from definitions.automation import JOBS, SCHEDULES, follow_upstream
 from definitions.landing import landed_orders, landing_folder, landing_sensor
+from definitions.models import MODEL_ASSETS
 from resources import resources_for
 
 defs = dg.Definitions(
-    assets=[*ASSETS, landing_folder, landed_orders],
+    assets=[*ASSETS, *MODEL_ASSETS, landing_folder, landed_orders],
     sensors=[landing_sensor, follow_upstream],
     jobs=JOBS,
     schedules=SCHEDULES,

@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_progress_bars()
     instance = project_instance()
     print(
-        f"materializing customers, then {len(DAILY_ASSETS)} daily assets for {days[0]}...{days[-1]}"
+        f"materializing customers, then {len(DAILY_ASSETS)} daily assets, the return-risk model "
+        f"and the scored orders for {days[0]}...{days[-1]}"
     )
     results = materialize_days(resources, days, instance=instance, raise_on_error=False)
     if not all(result.success for result in results):
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     io_manager = resources["delta_io_manager"]
     for asset in DELTA_ASSETS:
         print(describe_table(io_manager, asset.key))
+    print(describe_table(io_manager, dg.AssetKey("orders_scored")))
     print(describe_export(resources["sql_io_manager"]))
     print(
         f"runs recorded in {os.environ['DAGSTER_HOME']}: see them with "

@@ -29,7 +29,13 @@ def dagster_home() -> Path:
 
 
 def project_instance() -> dg.DagsterInstance:
-    """The persistent instance at `dagster_home()`."""
+    """The persistent instance at `dagster_home()`, its GPU pool sized to this machine's GPUs
+    (unless a limit was set for it already)."""
+    from ray_assets import size_gpu_pool
+    from ray_assets.actor_pools import machine_gpus
+
     home = dagster_home()
     os.environ.setdefault("DAGSTER_HOME", str(home))
-    return dg.DagsterInstance.from_config(str(home))
+    instance = dg.DagsterInstance.from_config(str(home))
+    size_gpu_pool(instance, machine_gpus())
+    return instance

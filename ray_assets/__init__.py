@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 from ray_assets._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from ray_assets.actor_pools import ActorPool, gpu_pool, size_gpu_pool
     from ray_assets.aggregates import ROWS, aggregate_by
     from ray_assets.asset import ray_asset
     from ray_assets.errors import (
+        ActorPoolError,
         CommitError,
         ConcurrentWriteError,
         PartitionColumnError,
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from ray_assets.io_manager import DeltaIOManager
     from ray_assets.joins import broadcast_join, shuffle_partitions
     from ray_assets.lookups import lookup
+    from ray_assets.model_io_manager import ModelArtifactIOManager
+    from ray_assets.models import ModelArtifact, record_model, save_model
     from ray_assets.partition_slice import PartitionSlice
     from ray_assets.ray_resource import RayResource
     from ray_assets.reads import read_parquet_files
@@ -35,6 +39,14 @@ if TYPE_CHECKING:
     from ray_assets.storage import DeltaStore, PartitionWriteStats, WriteResult
 
 _EXPORTS = {
+    "ActorPool": "ray_assets.actor_pools",
+    "gpu_pool": "ray_assets.actor_pools",
+    "size_gpu_pool": "ray_assets.actor_pools",
+    "ActorPoolError": "ray_assets.errors",
+    "ModelArtifact": "ray_assets.models",
+    "ModelArtifactIOManager": "ray_assets.model_io_manager",
+    "record_model": "ray_assets.models",
+    "save_model": "ray_assets.models",
     "ROWS": "ray_assets.aggregates",
     "aggregate_by": "ray_assets.aggregates",
     "ray_asset": "ray_assets.asset",
@@ -72,6 +84,14 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActorPool",
+    "ActorPoolError",
+    "ModelArtifact",
+    "ModelArtifactIOManager",
+    "gpu_pool",
+    "record_model",
+    "save_model",
+    "size_gpu_pool",
     "ROWS",
     "CommitError",
     "ConcurrentWriteError",

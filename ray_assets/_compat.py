@@ -23,6 +23,7 @@ __all__ = [
     "ASSET_PARTITION_RANGE_START_TAG",
     "bound_actor_restarts",
     "bound_task_retries",
+    "detected_gpus",
     "enable_token_auth_in_this_process",
     "resource_param_names",
 ]
@@ -69,6 +70,15 @@ def bound_actor_restarts(dataset: ray.data.Dataset, max_restarts: int) -> None:
     remote_args = dataset._logical_plan.dag.ray_remote_args
     remote_args["max_restarts"] = max_restarts
     remote_args["max_task_retries"] = max_restarts
+
+
+def detected_gpus() -> int:
+    """The GPUs Ray detects on this machine (`CUDA_VISIBLE_DEVICES` respected), without
+    starting Ray: Ray 2.60's accelerator manager, the code `ray start` runs for its GPU count."""
+    from ray._private.accelerators import get_accelerator_manager_for_resource
+
+    manager = get_accelerator_manager_for_resource("GPU")
+    return int(manager.get_current_node_num_accelerators()) if manager else 0
 
 
 def resource_param_names(fn: Any) -> list[str]:

@@ -137,7 +137,8 @@ class ActorPool(dg.ConfigurableResource):
 
         `model` is a class: its constructor loads the model (once per actor), its `__call__`
         takes a batch and returns the batch to keep. On a GPU actor Ray sets
-        `CUDA_VISIBLE_DEVICES` to the actor's GPU; `device()` tells the model where to run.
+        `CUDA_VISIBLE_DEVICES` to the actor's GPU; `ray_assets.models.device()` tells the model
+        where to run.
         `log` (a Dagster logger, e.g. `context.log`) gets one line on how the pool runs.
         """
         from ray.data import ActorPoolStrategy
@@ -162,15 +163,32 @@ class ActorPool(dg.ConfigurableResource):
         return mapped
 
 
-def device() -> str:
-    """Where a model in a pool actor should run: `"cuda"` when Ray gave the actor a GPU and
-    PyTorch sees one, else `"cpu"` (a CPU pool, a CPU fallback, or logical GPUs in tests)."""
-    import ray
+GPU_POOL_SUFFIX = "_gpu"
 
-    if not ray.get_runtime_context().get_accelerator_ids().get("GPU"):
-        return "cpu"
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
+
+def gpu_pool() -> str:
+    """The Dagster concurrency pool of GPU steps: `<the Ray pool>_gpu` (`ray_gpu` by default).
+    Its limit is the cluster's GPU count (`size_gpu_pool`), so GPU runs never oversubscribe."""
+    from ray_assets.asset import default_pool
+
+    return f"{default_pool()}{GPU_POOL_SUFFIX}"
+
+
+def size_gpu_pool(instance: dg.DagsterInstance, gpus: int, *, replace: bool = False) -> int:
+    """Give `gpu_pool()` one slot per GPU (one when there is none: a CPU fallback still runs
+    one at a time) unless the instance already has a limit for it and `replace` is False (a
+    limit set with `dagster instance concurrency set` wins). The pool's limit."""
+    storage = instance.event_log_storage
+    pool = gpu_pool()
+    if not replace and pool in storage.get_concurrency_keys():
+        return storage.get_concurrency_info(pool).slot_count
+    slots = max(1, int(gpus))
+    storage.set_concurrency_slots(pool, slots)
+    return slots
+
+
+def machine_gpus() -> int:
+    """The GPUs of this machine, as Ray would count them when it starts here (no Ray needed)."""
+    from ray_assets._compat import detected_gpus
+
+    return detected_gpus()

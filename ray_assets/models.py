@@ -6,7 +6,8 @@ artifact as an input, so Dagster's lineage shows which model version scored whic
 and `record_model` writes the version into each partition's metadata. The file's name is its
 version, so a retrained model never overwrites the one an older partition was scored with.
 
-Dagster-free: pool actors unpickle `ModelArtifact` and call `read_bytes` in Ray workers.
+Dagster-free: pool actors unpickle `ModelArtifact`, call `read_bytes` and `device` in Ray
+workers.
 """
 
 from __future__ import annotations
@@ -79,3 +80,17 @@ def _is_local(location: str) -> bool:
 
 def _as_uri(location: str) -> str:
     return location if "://" in location else os.path.abspath(location)
+
+
+def device() -> str:
+    """Where a model in a pool actor should run: `"cuda"` when Ray gave the actor a GPU and
+    PyTorch sees one, else `"cpu"` (a CPU pool, a CPU fallback, or logical GPUs in tests)."""
+    import ray
+
+    if not ray.get_runtime_context().get_accelerator_ids().get("GPU"):
+        return "cpu"
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -22,9 +22,9 @@ from typing import Any
 
 import dagster as dg
 
-from ray_assets import DeltaIOManager, RayResource
+from ray_assets import DeltaIOManager, ModelArtifactIOManager, RayResource
 from ray_assets.connectors.sql import SqlDatabase, SqlIOManager
-from resources.local import crm_resource, landing_from_env, order_source_from_env
+from resources.local import crm_resource, landing_from_env, order_source_from_env, scoring_pool
 
 STORAGE_OPTION_VARIABLES = {"AWS_REGION": "region", "AWS_ENDPOINT_URL": "endpoint"}
 
@@ -42,6 +42,8 @@ def cluster_resources() -> dict[str, Any]:
         "landing": landing_from_env(),
         "crm": crm_resource(crm, seed_if_missing=False),
         "sql_io_manager": SqlIOManager(database=crm),
+        "model_io_manager": ModelArtifactIOManager(root_uri=dg.EnvVar("RAY_ASSETS_TABLE_ROOT")),
+        "scoring": scoring_pool(),
     }
 
 

@@ -10,7 +10,9 @@ session, a notebook) keeps using it.
 `RAY_ASSETS_ROWS_PER_DAY` sizes the generated orders (default small enough for a laptop demo),
 `RAY_ASSETS_LANDING_DIR` is where order exports land (default `landing/`) and
 `RAY_ASSETS_CRM_URL` names the CRM database (default: the SQLite file `crm.db` beside the tables,
-filled from the generator on first use).
+filled from the generator on first use). The return-risk model's file and its artifact
+document live under `models/` beside the tables; it is scored in an `ActorPool` on GPUs when
+the Ray cluster has them, on CPU otherwise.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ray_assets import DeltaIOManager, RayResource
+from ray_assets import ActorPool, DeltaIOManager, ModelArtifactIOManager, RayResource
 from ray_assets.connectors.sql import SqlDatabase, SqlIOManager
 
 if TYPE_CHECKING:
@@ -39,7 +41,15 @@ def local_resources(table_root: str | None = None) -> dict[str, Any]:
         "landing": landing_from_env(),
         "crm": crm_resource(crm, seed_if_missing=True),
         "sql_io_manager": SqlIOManager(database=crm),
+        "model_io_manager": ModelArtifactIOManager(root_uri=root),
+        "scoring": scoring_pool(),
     }
+
+
+def scoring_pool() -> ActorPool:
+    """Two actors per GPU when the cluster has GPUs, else CPU actors that leave one CPU to the
+    read and write stages."""
+    return ActorPool(gpus_per_actor=0.5, fallback="cpu", batch_size=8_192)
 
 
 def crm_database(table_root: str) -> SqlDatabase:

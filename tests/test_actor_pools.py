@@ -106,7 +106,8 @@ def test_logical_gpus_give_each_actor_its_gpu_and_cuda_visible_devices(tmp_path)
     script = textwrap.dedent(
         """
         import os, json, ray, ray.data
-        from ray_assets.actor_pools import ActorPool, device
+        from ray_assets.actor_pools import ActorPool
+        from ray_assets.models import device
 
         class WhereAmI:
             def __init__(self):

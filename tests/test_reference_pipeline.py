@@ -297,3 +297,36 @@ def test_workspace_yaml_loads_the_code_location(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "definitions" in done.stdout + done.stderr
+
+
+def test_every_enriched_order_is_scored_once_by_the_trained_model(pipeline_root: Path) -> None:
+    """The range run trained the model on the days it wrote and scored them in the pool, in one
+    commit: one score per enriched order, in [0, 1], each tagged with the model's version."""
+    import json
+
+    from ray_assets import DeltaStore, PartitionSlice
+
+    def read(name: str):
+        return DeltaStore(str(pipeline_root / name)).read(PartitionSlice.unpartitioned(name))
+
+    artifact = json.loads((pipeline_root / "models" / "return_risk_model.json").read_text())
+    assert Path(artifact["uri"]).name == f"{artifact['version']}.pt"
+    assert Path(artifact["uri"]).exists()
+    scored = read("orders_scored").to_pandas()
+    enriched = read("orders_enriched").select_columns(["order_id"]).to_pandas()
+    assert sorted(scored["order_id"]) == sorted(enriched["order_id"])
+    assert scored["return_risk"].between(0, 1).all()
+    assert set(scored["model_version"]) == {artifact["version"]}
+    assert delta_version(pipeline_root / "orders_scored") == 0
+
+
+def test_gpu_steps_run_in_a_pool_sized_to_the_gpus() -> None:
+    from definitions.models import orders_scored
+    from ray_assets import gpu_pool, size_gpu_pool
+
+    assert orders_scored.op.pool == gpu_pool() == "ray_gpu"
+    instance = dg.DagsterInstance.ephemeral()
+    assert size_gpu_pool(instance, 0) == 1  # no GPU: the CPU fallback runs one at a time
+    assert size_gpu_pool(instance, 4) == 1  # a limit already set is kept ...
+    assert size_gpu_pool(instance, 4, replace=True) == 4  # ... unless told to replace it
+    assert instance.event_log_storage.get_concurrency_info("ray_gpu").slot_count == 4

@@ -1,0 +1,46 @@
+"""`ModelArtifactIOManager`: where a model asset's `ModelArtifact` (the model file's URI and
+version, not the model) is kept between runs, beside the tables in any storage pyarrow reaches
+(a folder, `s3://`), as a small JSON document per asset."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from ray_assets.models import ModelArtifact
+
+
+class ModelArtifactIOManager(dg.ConfigurableIOManager):
+    """Stores `ModelArtifact` outputs as `<root_uri>/<folder>/<asset key path>.json`."""
+
+    root_uri: str = Field(description="A folder or `s3://bucket/prefix`: the tables' root.")
+    folder: str = Field(default="models", description="The documents' folder under the root.")
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if not isinstance(obj, ModelArtifact):
+            raise TypeError(
+                f"Asset '{context.asset_key.to_user_string()}' stores through "
+                f"ModelArtifactIOManager, which keeps ModelArtifacts (save_model's result), not "
+                f"{type(obj).__name__}"
+            )
+        filesystem, path = self._location(context.asset_key)
+        filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with filesystem.open_output_stream(path) as stream:
+            stream.write(json.dumps(obj.__dict__).encode())
+        context.add_output_metadata({**obj.metadata(), "artifact_document": path})
+
+    def load_input(self, context: dg.InputContext) -> ModelArtifact:
+        filesystem, path = self._location(context.asset_key)
+        with filesystem.open_input_stream(path) as stream:
+            return ModelArtifact(**json.loads(stream.read()))
+
+    def _location(self, key: dg.AssetKey) -> tuple[Any, str]:
+        from pyarrow import fs
+
+        root = self.root_uri if "://" in self.root_uri else os.path.abspath(self.root_uri)
+        filesystem, base = fs.FileSystem.from_uri(root)
+        return filesystem, f"{base.rstrip('/')}/{self.folder}/{'/'.join(key.path)}.json"
