@@ -16,8 +16,8 @@ from typing import Any
 import pyarrow as pa
 import ray  # noqa: TID253 - imported lazily by BigQueryProject.read
 import ray.data  # noqa: TID253
-from ray.data.block import BlockMetadata  # noqa: TID253
-from ray.data.datasource import Datasource, ReadTask  # noqa: TID253
+
+from ray_assets.connectors.read_tasks import FixedReadsDatasource
 
 
 @dataclass(frozen=True)
@@ -66,43 +66,12 @@ def credentials_of(spec: ReadClientSpec) -> Any:
     return None  # the client finds the machine's default credentials
 
 
-class ReadStreamsDatasource(Datasource):
-    """One read task per stream of a read session."""
-
-    def __init__(
-        self, spec: ReadClientSpec, streams: Sequence[str], schema: pa.Schema, name: str
-    ) -> None:
-        self._spec = spec
-        self._streams = list(streams)
-        self._schema = schema
-        self._name = name
-
-    def get_name(self) -> str:
-        return self._name
-
-    def estimate_inmemory_data_size(self) -> int | None:
-        return None
-
-    def get_read_tasks(
-        self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
-    ) -> list[ReadTask]:
-        metadata = BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None, input_files=None)
-        return [
-            ReadTask(
-                lambda stream=stream, spec=self._spec, schema=self._schema: read_stream(
-                    spec, stream, schema
-                ),
-                metadata,
-                schema=self._schema,
-                per_task_row_limit=per_task_row_limit,
-            )
-            for stream in self._streams
-        ]
-
-    def dataset(self) -> ray.data.Dataset:
-        if not self._streams:  # BigQuery gives no stream when no row matches
-            return ray.data.from_arrow(self._schema.empty_table())
-        return ray.data.read_datasource(self, override_num_blocks=len(self._streams))
+def streams_dataset(
+    spec: ReadClientSpec, streams: Sequence[str], schema: pa.Schema, name: str
+) -> ray.data.Dataset:
+    """One read task per stream of a read session (none when no row matches)."""
+    reads = [(lambda stream=stream: read_stream(spec, stream, schema), None) for stream in streams]
+    return FixedReadsDatasource(name, schema, reads).dataset()
 
 
 def read_stream(spec: ReadClientSpec, stream: str, schema: pa.Schema) -> Iterator[pa.Table]:

@@ -104,7 +104,7 @@ class BigQueryProject(dg.ConfigurableResource):
         read by up to `streams` parallel tasks."""
         import ray
 
-        from ray_assets.connectors.bigquery.reads import ReadStreamsDatasource
+        from ray_assets.connectors.bigquery.reads import streams_dataset
         from ray_assets.connectors.bigquery.restrictions import row_restriction
 
         if (table is None) == (query is None):
@@ -137,9 +137,7 @@ class BigQueryProject(dg.ConfigurableResource):
         key = ray.put(self._credentials_info()) if self.credentials_json else None
         spec = self._read_spec(key)
         name = f"ReadBigQuery({table if query is None else 'query'})"
-        return ReadStreamsDatasource(
-            spec, [stream.name for stream in session.streams], schema, name
-        ).dataset()
+        return streams_dataset(spec, [stream.name for stream in session.streams], schema, name)
 
     def has_table(self, table: str) -> bool:
         """Whether `table` exists."""

@@ -15,43 +15,20 @@ from typing import Any
 import pyarrow as pa
 import ray  # noqa: TID253 - imported lazily by SnowflakeDatabase.read
 import ray.data  # noqa: TID253
-from ray.data.block import BlockMetadata  # noqa: TID253
-from ray.data.datasource import Datasource, ReadTask  # noqa: TID253
+
+from ray_assets.connectors.read_tasks import FixedReadsDatasource
 
 
-class ResultBatchesDatasource(Datasource):
+def result_batches_dataset(
+    batches: Sequence[Any], tasks: int, schema: pa.Schema, name: str
+) -> ray.data.Dataset:
     """One read task per group of result batches."""
-
-    def __init__(self, batches: Sequence[Any], tasks: int, schema: pa.Schema, name: str) -> None:
-        self._groups = spread([batch.rowcount or 0 for batch in batches], tasks)
-        self._refs = [ray.put([batches[i] for i in group]) for group in self._groups]
-        self._rows = [sum(batches[i].rowcount or 0 for i in group) for group in self._groups]
-        self._schema = schema
-        self._name = name
-
-    def get_name(self) -> str:
-        return self._name
-
-    def estimate_inmemory_data_size(self) -> int | None:
-        return None
-
-    def get_read_tasks(
-        self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
-    ) -> list[ReadTask]:
-        return [
-            ReadTask(
-                lambda ref=ref, schema=self._schema: fetch_batches(ref, schema),
-                BlockMetadata(num_rows=rows, size_bytes=None, exec_stats=None, input_files=None),
-                schema=self._schema,
-                per_task_row_limit=per_task_row_limit,
-            )
-            for ref, rows in zip(self._refs, self._rows, strict=True)
-        ]
-
-    def dataset(self) -> ray.data.Dataset:
-        if not self._refs:
-            return ray.data.from_arrow(self._schema.empty_table())
-        return ray.data.read_datasource(self, override_num_blocks=len(self._refs))
+    reads = []
+    for group in spread([batch.rowcount or 0 for batch in batches], tasks):
+        ref = ray.put([batches[i] for i in group])
+        rows = sum(batches[i].rowcount or 0 for i in group)
+        reads.append((lambda ref=ref: fetch_batches(ref, schema), rows))
+    return FixedReadsDatasource(name, schema, reads).dataset()
 
 
 def spread(rows: Sequence[int], tasks: int) -> list[list[int]]:

@@ -80,9 +80,9 @@ class SnowflakeDatabase(dg.ConfigurableResource):
         from ray_assets.connectors.slices import Statement, slice_condition
         from ray_assets.connectors.snowflake.names import qualified, quote
         from ray_assets.connectors.snowflake.reads import (
-            ResultBatchesDatasource,
             conformed,
             planned_schema,
+            result_batches_dataset,
         )
         from ray_assets.connectors.snowflake.writes import QmarkDialect
 
@@ -117,7 +117,7 @@ class SnowflakeDatabase(dg.ConfigurableResource):
         schema = planned_schema(conformed(first, first.schema))
         name = f"ReadSnowflake({table or 'query'})"
         wanted = tasks or self.read_tasks or _cluster_cpus()
-        return ResultBatchesDatasource(batches, wanted, schema, name).dataset()
+        return result_batches_dataset(batches, wanted, schema, name)
 
     def has_table(self, table: str) -> bool:
         """Whether `table` exists, asked of the database's information schema."""

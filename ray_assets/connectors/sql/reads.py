@@ -16,9 +16,8 @@ from typing import Any
 import pyarrow as pa
 import ray  # noqa: TID253 - imported lazily by SqlDatabase.read
 import ray.data  # noqa: TID253
-from ray.data.block import BlockMetadata  # noqa: TID253
-from ray.data.datasource import Datasource, ReadTask  # noqa: TID253
 
+from ray_assets.connectors.read_tasks import FixedReadsDatasource
 from ray_assets.connectors.sql.sessions import open_session
 
 
@@ -30,46 +29,12 @@ class ShardQuery:
     params: tuple[Any, ...]
 
 
-class SqlShardsDatasource(Datasource):
-    """Reads each `ShardQuery` in a task of its own."""
-
-    def __init__(
-        self, url_ref: ray.ObjectRef, shards: Sequence[ShardQuery], schema: pa.Schema, name: str
-    ) -> None:
-        self._url_ref = url_ref
-        self._shards = list(shards)
-        self._schema = schema
-        self._name = name
-
-    def get_name(self) -> str:
-        return self._name
-
-    def estimate_inmemory_data_size(self) -> int | None:
-        return None
-
-    def get_read_tasks(
-        self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
-    ) -> list[ReadTask]:
-        tasks = []
-        for shard in self._shards:
-            metadata = BlockMetadata(
-                num_rows=None, size_bytes=None, exec_stats=None, input_files=None
-            )
-            tasks.append(
-                ReadTask(
-                    lambda shard=shard, ref=self._url_ref, schema=self._schema: read_shard(
-                        ref, shard, schema
-                    ),
-                    metadata,
-                    schema=self._schema,
-                    per_task_row_limit=per_task_row_limit,
-                )
-            )
-        return tasks
-
-    def dataset(self) -> ray.data.Dataset:
-        """Exactly one read task (and block stream) per shard."""
-        return ray.data.read_datasource(self, override_num_blocks=len(self._shards))
+def shards_dataset(
+    url_ref: ray.ObjectRef, shards: Sequence[ShardQuery], schema: pa.Schema, name: str
+) -> ray.data.Dataset:
+    """Exactly one read task (and block stream) per shard."""
+    reads = [(lambda shard=shard: read_shard(url_ref, shard, schema), None) for shard in shards]
+    return FixedReadsDatasource(name, schema, reads).dataset()
 
 
 def read_shard(url_ref: Any, shard: ShardQuery, schema: pa.Schema) -> Iterator[pa.Table]:

@@ -84,7 +84,7 @@ class SqlDatabase(dg.ConfigurableResource):
         """
         import ray
 
-        from ray_assets.connectors.sql.reads import ShardQuery, SqlShardsDatasource
+        from ray_assets.connectors.sql.reads import ShardQuery, shards_dataset
         from ray_assets.connectors.sql.statements import Source, select
 
         source = Source(table=table, query=query, query_params=tuple(query_params))
@@ -141,7 +141,7 @@ class SqlDatabase(dg.ConfigurableResource):
                 )
                 statements.append(ShardQuery(statement.text, tuple(statement.params)))
         name = f"ReadSql({table or 'query'})"
-        return SqlShardsDatasource(ray.put(self.url), statements, schema, name).dataset()
+        return shards_dataset(ray.put(self.url), statements, schema, name)
 
     def has_table(self, table: str) -> bool:
         """Whether `table` (`schema.table` allowed) exists, asked of the database's catalog."""
