@@ -82,6 +82,12 @@ class ActorPool(dg.ConfigurableResource):
         default="cpu",
         description="When the pool asks for GPUs and the cluster has none: run on CPU, or fail.",
     )
+    batch_timeout_s: float | None = Field(
+        default=600,
+        gt=0,
+        description="A batch that runs longer is a hung model: its actor exits, so that it does "
+        "not hold its CPU or GPU after the pipeline gave up (None: no limit).",
+    )
     max_restarts: int = Field(
         default=3,
         ge=0,
@@ -144,6 +150,7 @@ class ActorPool(dg.ConfigurableResource):
         from ray.data import ActorPoolStrategy
 
         from ray_assets._compat import bound_actor_restarts
+        from ray_assets.pool_actors import guarded
 
         plan = self.plan()
         if log is not None:
@@ -151,7 +158,7 @@ class ActorPool(dg.ConfigurableResource):
                 f"ActorPool {model.__name__}: {plan.describe()}"
             )
         mapped = dataset.map_batches(
-            model,
+            guarded(model, self.batch_timeout_s),
             fn_constructor_kwargs=dict(model_kwargs or {}),
             compute=ActorPoolStrategy(min_size=plan.min_actors, max_size=plan.max_actors),
             batch_size=self.batch_size,

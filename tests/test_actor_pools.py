@@ -137,11 +137,13 @@ def test_logical_gpus_give_each_actor_its_gpu_and_cuda_visible_devices(tmp_path)
     assert {where for _, _, where in seen} == {"cpu"}
 
 
-def _resources(root: Path, max_restarts: int = 3, **ray_options) -> dict:
+def _resources(root: Path, max_restarts: int = 3, batch_timeout_s=600, **ray_options) -> dict:
     return {
         "ray": RayResource(**ray_options),
         "delta_io_manager": DeltaIOManager(root_uri=str(root)),
-        "scoring": ActorPool(batch_size=1_000, max_restarts=max_restarts),
+        "scoring": ActorPool(
+            batch_size=1_000, max_restarts=max_restarts, batch_timeout_s=batch_timeout_s
+        ),
     }
 
 
@@ -235,10 +237,18 @@ def test_a_killed_actor_is_restarted_and_the_commit_is_exact(ray_session, tmp_pa
 
 
 def test_a_stalled_stage_fails_within_the_timeout_and_is_named(ray_session, tmp_path) -> None:
+    """The pipeline gives up after the no-progress timeout, naming the stage; the hung actor
+    then exits after its batch timeout, so it does not hold a CPU of the shared Ray."""
+    import ray
+
     started = time.monotonic()
     try:
         result = _materialize(
-            _scored_asset("hang", tmp_path / "marker"), tmp_path, no_progress_timeout_s=6
+            _scored_asset("hang", tmp_path / "marker"),
+            tmp_path,
+            no_progress_timeout_s=6,
+            batch_timeout_s=10,
+            max_restarts=0,
         )
     finally:
         RayResource().configure_data_context()  # the session's other tests keep the default
@@ -247,3 +257,7 @@ def test_a_stalled_stage_fails_within_the_timeout_and_is_named(ray_session, tmp_
     message = _error(result)
     assert "made no progress" in message and "MapBatches(Misbehaving)" in message
     assert not (tmp_path / "scored").exists()
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline, "the hung actor still holds its CPU"
+        time.sleep(0.5)

@@ -41,6 +41,7 @@ def test_what_ray_workers_unpickle_does_not_import_dagster() -> None:
         "ray_assets.cluster",
         "ray_assets.connectors.sql.reads",
         "ray_assets.models",
+        "ray_assets.pool_actors",
         "ray_assets.connectors.read_tasks",
         "ray_assets.connectors.snowflake.reads",
         "ray_assets.connectors.bigquery.reads",
