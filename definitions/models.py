@@ -10,6 +10,7 @@ Dagster's lineage shows which model run fed which scoring run. GPU scoring steps
 """
 
 import io
+import warnings
 
 import dagster as dg
 import numpy as np
@@ -46,45 +47,54 @@ def build_network(inputs: int):  # -> torch.nn.Module
     return torch.nn.Sequential(torch.nn.Linear(inputs, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
 
 
-@dg.asset(
-    description="A PyTorch MLP that predicts whether an order is returned, trained on a sample "
-    "of the enriched orders; stored as a file named by its content's hash.",
-    group_name="models",
-    io_manager_key=MODEL_IO_MANAGER_KEY,
-    kinds={"pytorch"},
-    backfill_policy=dg.BackfillPolicy.single_run(),  # joins a range run with the daily assets
-    required_resource_keys={"ray", "delta_io_manager"},
-)
-def return_risk_model(
-    context: dg.AssetExecutionContext, orders_enriched: ray.data.Dataset
-) -> ModelArtifact:
-    import torch
+with warnings.catch_warnings():  # backfill_policy on dg.asset is beta in Dagster 1.13
+    warnings.simplefilter("ignore", dg.BetaWarning)
 
-    context.resources.ray.ensure_started(context.log)
-    sample = orders_enriched.select_columns([*FEATURE_COLUMNS, "is_return"]).limit(TRAINING_ROWS)
-    refs = sample.to_arrow_refs()
-    rows = pa.concat_tables(ray.get(refs)) if refs else None
-    if rows is None or rows.num_rows == 0:
-        raise dg.Failure("return_risk_model: orders_enriched has no rows to train on yet")
-    inputs = torch.from_numpy(features(rows))
-    labels = torch.from_numpy(rows["is_return"].to_numpy(zero_copy_only=False).astype(np.float32))
-    torch.manual_seed(0)
-    network = build_network(inputs.shape[1])
-    optimizer = torch.optim.Adam(network.parameters(), lr=0.01)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    for _ in range(200):
-        optimizer.zero_grad()
-        loss = loss_fn(network(inputs).squeeze(1), labels)
-        loss.backward()
-        optimizer.step()
-    buffer = io.BytesIO()
-    torch.save({"inputs": inputs.shape[1], "state": network.state_dict()}, buffer)
-    models = f"{context.resources.delta_io_manager.root_uri.rstrip('/')}/models"  # by the tables
-    artifact = save_model(buffer.getvalue(), models, "return_risk", ".pt")
-    context.add_output_metadata(
-        {**artifact.metadata(), "training_rows": rows.num_rows, "loss": float(loss)}
+    @dg.asset(
+        description="A PyTorch MLP that predicts whether an order is returned, trained on a sample "
+        "of the enriched orders; stored as a file named by its content's hash.",
+        group_name="models",
+        io_manager_key=MODEL_IO_MANAGER_KEY,
+        kinds={"pytorch"},
+        backfill_policy=dg.BackfillPolicy.single_run(),  # joins a range run with the daily assets
+        required_resource_keys={"ray", "delta_io_manager"},
     )
-    return artifact
+    def return_risk_model(
+        context: dg.AssetExecutionContext, orders_enriched: ray.data.Dataset
+    ) -> ModelArtifact:
+        import torch
+
+        context.resources.ray.ensure_started(context.log)
+        sample = orders_enriched.select_columns([*FEATURE_COLUMNS, "is_return"]).limit(
+            TRAINING_ROWS
+        )
+        refs = sample.to_arrow_refs()
+        rows = pa.concat_tables(ray.get(refs)) if refs else None
+        if rows is None or rows.num_rows == 0:
+            raise dg.Failure("return_risk_model: orders_enriched has no rows to train on yet")
+        inputs = torch.from_numpy(features(rows))
+        labels = torch.from_numpy(
+            rows["is_return"].to_numpy(zero_copy_only=False).astype(np.float32)
+        )
+        torch.manual_seed(0)
+        network = build_network(inputs.shape[1])
+        optimizer = torch.optim.Adam(network.parameters(), lr=0.01)
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        for _ in range(200):
+            optimizer.zero_grad()
+            loss = loss_fn(network(inputs).squeeze(1), labels)
+            loss.backward()
+            optimizer.step()
+        buffer = io.BytesIO()
+        torch.save({"inputs": inputs.shape[1], "state": network.state_dict()}, buffer)
+        models = (
+            f"{context.resources.delta_io_manager.root_uri.rstrip('/')}/models"  # by the tables
+        )
+        artifact = save_model(buffer.getvalue(), models, "return_risk", ".pt")
+        context.add_output_metadata(
+            {**artifact.metadata(), "training_rows": rows.num_rows, "loss": float(loss)}
+        )
+        return artifact
 
 
 class ReturnRiskScorer:
