@@ -8,7 +8,8 @@ stage, check that it loaded every row, `COMMIT`. A failure anywhere before `COMM
 transaction back: the old rows are all there, and a rerun replaces them again instead of adding
 to them. Rows outside the slice are refused while staging, before anything is deleted. The stage
 is temporary: Snowflake drops it with the session. `CREATE TABLE` commits on its own in
-Snowflake, so a table created here for a write that then fails is dropped again.
+Snowflake, so a table created here for a write that then fails is dropped again (if it is still
+empty: a writer racing to create it may have committed rows to it meanwhile).
 """
 
 from __future__ import annotations
@@ -92,8 +93,10 @@ def replace_slice(
         return rows
     except BaseException:
         cursor.execute("ROLLBACK")
-        if created:
-            cursor.execute(f"DROP TABLE IF EXISTS {qualified(table)}")
+        if created:  # unless another writer filled it since: its rows must stay
+            cursor.execute(f"SELECT COUNT(*) FROM {qualified(table)}")
+            if cursor.fetchone()[0] == 0:
+                cursor.execute(f"DROP TABLE IF EXISTS {qualified(table)}")
         raise
 
 
