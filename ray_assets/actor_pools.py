@@ -101,7 +101,7 @@ class ActorPool(dg.ConfigurableResource):
 
         resources = ray.cluster_resources()
         cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
-        gpus_per_actor, fell_back = self.gpus_per_actor, False
+        gpus_per_actor, cpus_per_actor, fell_back = self.gpus_per_actor, self.cpus_per_actor, False
         if gpus_per_actor and not gpus:
             if self.fallback == "fail":
                 raise ActorPoolError(
@@ -110,13 +110,19 @@ class ActorPool(dg.ConfigurableResource):
                     "to a cluster with GPUs"
                 )
             gpus_per_actor, fell_back = 0.0, True
+            cpus_per_actor = cpus_per_actor or 1.0  # on CPU, the model's work needs a CPU
         spare = cpus - self.reserved_cpus
-        fits = math.floor(spare / self.cpus_per_actor + 1e-9) if self.cpus_per_actor else 10**6
+        if cpus_per_actor:
+            fits = math.floor(spare / cpus_per_actor + 1e-9)
+        elif gpus_per_actor:
+            fits = 10**6  # bounded by the GPUs below
+        else:  # CPU work that asks for no CPU: never more actors than there are spare CPUs
+            fits = max(1, math.floor(spare + 1e-9))
         if gpus_per_actor:
             fits = min(fits, math.floor(gpus / gpus_per_actor + 1e-9))
         if fits < 1:
             raise ActorPoolError(
-                f"ActorPool: not one actor of {self.cpus_per_actor:g} CPU fits in the Ray "
+                f"ActorPool: not one actor of {cpus_per_actor:g} CPU fits in the Ray "
                 f"cluster's {cpus:g} CPUs while {self.reserved_cpus:g} stay for the read and "
                 "write stages; lower cpus_per_actor or reserved_cpus, or add CPUs"
             )
@@ -124,7 +130,7 @@ class ActorPool(dg.ConfigurableResource):
         return PoolPlan(
             min_actors=min(self.min_actors, most),
             max_actors=most,
-            cpus_per_actor=self.cpus_per_actor,
+            cpus_per_actor=cpus_per_actor,
             gpus_per_actor=gpus_per_actor,
             cluster_cpus=cpus,
             cluster_gpus=gpus,

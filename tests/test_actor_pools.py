@@ -92,6 +92,9 @@ def test_without_gpus_the_pool_falls_back_to_cpu_or_fails_clearly(ray_session, t
     plan = gpu_pool.plan()
     assert plan.fell_back_to_cpu and plan.gpus_per_actor == 0 and plan.max_actors == 1
     assert "no GPU in the cluster, so on CPU" in plan.describe()
+    light = ActorPool(cpus_per_actor=0, gpus_per_actor=0.5).plan()  # a GPU actor asking no CPU
+    assert light.fell_back_to_cpu and light.cpus_per_actor == 1 and light.max_actors == 1
+    assert ActorPool(cpus_per_actor=0).plan().max_actors == 1  # never unbounded
     scored = gpu_pool.map(_ids(2_000), CountingModel, {"model": model, "seen": str(seen)})
     assert scored.count() == 2_000
     with pytest.raises(ActorPoolError, match="0.5 GPU per actor and the Ray cluster has none"):
