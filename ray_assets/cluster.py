@@ -13,3 +13,9 @@ def cluster_cpus() -> int:
     import ray
 
     return int(ray.cluster_resources().get("CPU", 0))
+
+
+def parallel_tasks() -> int:
+    """How many tasks the connected cluster runs at once by default (its CPUs, at least one):
+    the connectors' default count of read shards, chunk groups and streams."""
+    return max(1, cluster_cpus())

@@ -63,9 +63,13 @@ def slice_condition(statement: Statement, keys: Sequence[Mapping[str, Any]]) -> 
     )
 
 
-def typed_keys(partition: PartitionSlice, schema: pa.Schema) -> list[dict[str, Any]]:
-    """Per partition key, its value in each partition column, typed as the column is."""
+def typed_keys(partition: PartitionSlice | None, schema: pa.Schema) -> list[dict[str, Any]] | None:
+    """Per partition key, its value in each partition column, typed as the column is; None for
+    no slice or an unpartitioned one (every row)."""
     from ray_assets.partition_slice import partition_value_scalar
+
+    if partition is None or not partition.is_partitioned:
+        return None
 
     missing = [c for c in partition.columns if c not in schema.names]
     if missing:

@@ -20,6 +20,7 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
+from ray_assets.cluster import parallel_tasks
 from ray_assets.connectors.slices import arrow_stream, typed_keys
 from ray_assets.errors import RayAssetsError, WarehouseError
 
@@ -117,9 +118,7 @@ class BigQueryProject(dg.ConfigurableResource):
             table_id = self._table_id(table)
             bq_table = client.get_table(table_id, retry=self._retry())
             known = {f.name: _ARROW_TYPES.get(f.field_type, pa.string()) for f in bq_table.schema}
-            keys = None
-            if partition is not None and partition.is_partitioned:
-                keys = typed_keys(partition, pa.schema(list(known.items())))
+            keys = typed_keys(partition, pa.schema(list(known.items())))
             unknown = [c for c in columns or [] if c not in known]
             if unknown:
                 raise WarehouseError(f"{what}: no column {unknown}; it has {list(known)}")
@@ -127,7 +126,7 @@ class BigQueryProject(dg.ConfigurableResource):
                 table_id,
                 list(columns or []),
                 row_restriction(where, keys),
-                streams or self.read_streams or _cluster_cpus(),
+                streams or self.read_streams or parallel_tasks(),
             )
         except RayAssetsError:
             raise
@@ -170,11 +169,7 @@ class BigQueryProject(dg.ConfigurableResource):
         try:
             client = self._client()
             batches, schema = arrow_stream(data)
-            keys = (
-                typed_keys(partition, schema)
-                if partition is not None and partition.is_partitioned
-                else None
-            )
+            keys = typed_keys(partition, schema)
             return replace_partitions(
                 client,
                 self._table_id(table),
@@ -330,9 +325,3 @@ def _parameter_type(value: Any) -> str:
     if isinstance(value, bytes):
         return "BYTES"
     return "STRING"
-
-
-def _cluster_cpus() -> int:
-    from ray_assets.cluster import cluster_cpus
-
-    return max(1, cluster_cpus())

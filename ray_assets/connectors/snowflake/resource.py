@@ -17,6 +17,7 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
+from ray_assets.cluster import parallel_tasks
 from ray_assets.connectors.slices import arrow_stream, typed_keys
 from ray_assets.errors import RayAssetsError, WarehouseError
 
@@ -116,7 +117,7 @@ class SnowflakeDatabase(dg.ConfigurableResource):
                 raise self._error(what, error) from None
         schema = planned_schema(conformed(first, first.schema))
         name = f"ReadSnowflake({table or 'query'})"
-        wanted = tasks or self.read_tasks or _cluster_cpus()
+        wanted = tasks or self.read_tasks or parallel_tasks()
         return result_batches_dataset(batches, wanted, schema, name)
 
     def has_table(self, table: str) -> bool:
@@ -158,11 +159,7 @@ class SnowflakeDatabase(dg.ConfigurableResource):
         with self._connection(what) as connection:
             try:
                 batches, schema = arrow_stream(data)
-                keys = (
-                    typed_keys(partition, schema)
-                    if partition is not None and partition.is_partitioned
-                    else None
-                )
+                keys = typed_keys(partition, schema)
                 return replace_slice(
                     connection,
                     table,
@@ -247,9 +244,3 @@ def _der_key(pem: str, passphrase: str | None) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def _cluster_cpus() -> int:
-    from ray_assets.cluster import cluster_cpus
-
-    return max(1, cluster_cpus())

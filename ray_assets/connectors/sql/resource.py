@@ -17,6 +17,7 @@ import dagster as dg
 import pyarrow as pa
 from pydantic import Field
 
+from ray_assets.cluster import parallel_tasks
 from ray_assets.connectors.slices import arrow_stream, typed_keys
 from ray_assets.connectors.sql.urls import redact, scrub
 from ray_assets.errors import RayAssetsError, SqlDatabaseError
@@ -99,11 +100,7 @@ class SqlDatabase(dg.ConfigurableResource):
                 if columns
                 else every_column
             )
-            keys = (
-                typed_keys(partition, every_column)
-                if partition is not None and partition.is_partitioned
-                else None
-            )
+            keys = typed_keys(partition, every_column)
             shard_count = 1
             bounds: list[tuple[Any, Any]] = []
             if shard_column is not None:
@@ -112,7 +109,7 @@ class SqlDatabase(dg.ConfigurableResource):
                         f"{what}: no column {shard_column!r} to shard on; it has "
                         f"{every_column.names}"
                     )
-                wanted = shards or self.shards or _cluster_cpus()
+                wanted = shards or self.shards or parallel_tasks()
                 if shard_by == "range":
                     try:
                         bounds = self._range_bounds(
@@ -177,11 +174,7 @@ class SqlDatabase(dg.ConfigurableResource):
         with self._session(what) as session:  # an unreachable database fails before the pipeline
             try:
                 batches, schema = arrow_stream(data)
-                keys = (
-                    typed_keys(partition, schema)
-                    if partition is not None and partition.is_partitioned
-                    else None
-                )
+                keys = typed_keys(partition, schema)
                 return replace_slice(session, table, schema, batches, slice_keys=keys, what=what)
             except RayAssetsError:
                 raise
@@ -286,9 +279,3 @@ def _shard_condition(
     upper = "<=" if index == len(bounds) - 1 else "<"
     condition = f"{quoted} >= {statement.param(low)} AND {quoted} {upper} {statement.param(high)}"
     return f"({condition}) OR {quoted} IS NULL" if index == 0 else condition
-
-
-def _cluster_cpus() -> int:
-    from ray_assets.cluster import cluster_cpus
-
-    return max(1, cluster_cpus())
