@@ -14,18 +14,34 @@ import inspect
 import os
 import typing
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
 from ray_assets._compat import resource_param_names
-from ray_assets.errors import PartitionColumnError, PartitionKeyError
+from ray_assets.checks import Check, Freshness
+from ray_assets.checks.dagster_events import check_results, check_specs, partition_evaluations
+from ray_assets.checks.gate import CheckResults
+from ray_assets.errors import (
+    CheckFailedError,
+    PartitionColumnError,
+    PartitionKeyError,
+    RayAssetsError,
+)
 from ray_assets.io_manager import DeltaIOManager
-from ray_assets.metadata import materialization_metadata, partition_metadata
+from ray_assets.metadata import (
+    SCHEMA_EVOLUTION_KEY,
+    declared_column_schema,
+    materialization_metadata,
+    partition_metadata,
+)
 from ray_assets.partition_slice import PartitionColumn, _resolve_columns, empty_selection_message
+from ray_assets.storage.schema_evolution import SchemaEvolution, refuse_unknown_policy
 
 DEFAULT_IO_MANAGER_KEY = "delta_io_manager"
+COLUMN_SCHEMA_KEY = "dagster/column_schema"
+COLUMN_LINEAGE_ARG_KEY = "column_lineage"
 RAY_RESOURCE_KEY = "ray"
 KINDS = {"ray", "deltalake"}
 DEFAULT_POOL = "ray"
@@ -47,6 +63,10 @@ def ray_asset(
     backfill_policy: dg.BackfillPolicy | None = None,
     required_resource_keys: set[str] | None = None,
     pool: str | None = _USE_DEFAULT_POOL,
+    checks: Sequence[Check | Freshness] = (),
+    schema_evolution: SchemaEvolution | None = None,
+    columns: Mapping[str, str] | Sequence[dg.TableColumn] | None = None,
+    column_lineage: Mapping[str, Sequence[Any]] | None = None,
     **asset_kwargs: Any,
 ) -> Any:
     """Define an asset whose body returns a `ray.data.Dataset` (or a pyarrow Table / pandas DataFrame).
@@ -58,6 +78,16 @@ def ray_asset(
     backfill) whose selection holds an asset without it. Steps run in the concurrency `pool`
     `$RAY_ASSETS_POOL` or `"ray"` (`DEFAULT_POOL`) unless `pool` names another (`None`: no pool),
     so the instance's pool limit bounds the pipelines running on one Ray cluster at once.
+
+    `checks` (`ray_assets.checks`) become the asset's Dagster checks, decided before the commit
+    from what the write already has in hand: a failed blocking check commits nothing and fails
+    the run; in a range run each partition gets its own result. A `checks.freshness(...)` sets
+    the asset's Dagster freshness policy. `schema_evolution` says what a write may change in
+    the table's schema (`strict`, `add_columns`, `widen`, `overwrite`; the IO manager's
+    setting when None). `columns` describes the columns (name -> description, or
+    `dg.TableColumn`s; a "Columns:" section of the docstring works too) for the UI's column
+    table; `column_lineage` names each column's upstream columns (`{"amount_usd":
+    ["orders.amount", "fx.rate"]}`; columns named as in an upstream input are derived).
     Every other `dg.asset` argument passes through. The asset requires the `ray` resource
     (`RayResource`) and stores through the IO manager at `io_manager_key` (`DeltaIOManager`).
     """
@@ -65,6 +95,11 @@ def ray_asset(
     def decorate(fn: Callable[..., Any]) -> dg.AssetsDefinition:
         name = asset_kwargs.pop("name", None) or fn.__name__
         _check_partition_column(name, partitions_def, partition_column)
+        asset_key = _asset_key(name, asset_kwargs)
+        value_checks = [check for check in checks if isinstance(check, Check)]
+        freshness = [check for check in checks if isinstance(check, Freshness)]
+        _refuse_odd_checks(name, checks, value_checks, freshness)
+        evolution = None if schema_evolution is None else refuse_unknown_policy(schema_evolution)
         signature = inspect.signature(fn)
         parameters = list(signature.parameters.values())
         takes_context = bool(parameters) and parameters[0].name == "context"
@@ -84,8 +119,9 @@ def ray_asset(
             getattr(context.resources, RAY_RESOURCE_KEY)  # Ray is up before the body runs
             output = fn(context, **kwargs) if takes_context else fn(**kwargs)
             if isinstance(output, dg.MaterializeResult):
-                return output
-            return _store(context, output, io_manager_key, partition_column)
+                yield output
+                return
+            yield from _store(context, output, io_manager_key, partition_column, value_checks)
 
         context_parameter = inspect.Parameter(
             "context",
@@ -93,16 +129,22 @@ def ray_asset(
             annotation=dg.AssetExecutionContext,
         )
         body.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[context_parameter, *inputs], return_annotation=dg.MaterializeResult
+            parameters=[context_parameter, *inputs], return_annotation=inspect.Signature.empty
         )
         body.__annotations__ = {
             "context": dg.AssetExecutionContext,
             **{p.name: p.annotation for p in inputs if p.annotation is not inspect.Parameter.empty},
-            "return": dg.MaterializeResult,
         }
         del body.__wrapped__  # Dagster must see the signature above, not the user's
 
         definition_metadata = dict(metadata or {})
+        declared = declared_column_schema(definition_metadata, columns, fn.__doc__)
+        if declared is not None:
+            definition_metadata[COLUMN_SCHEMA_KEY] = declared
+        if evolution is not None:
+            definition_metadata[SCHEMA_EVOLUTION_KEY] = evolution
+        if column_lineage is not None:
+            definition_metadata[COLUMN_LINEAGE_ARG_KEY] = _lineage_text(name, column_lineage)
         if partition_column is not None:
             definition_metadata["partition_expr"] = (
                 dict(partition_column)
@@ -110,6 +152,12 @@ def ray_asset(
                 else partition_column
             )
         policy = backfill_policy or dg.BackfillPolicy.single_run()
+        specs = [
+            *(asset_kwargs.pop("check_specs", None) or ()),
+            *check_specs(value_checks, asset_key, partitions_def),
+        ]
+        if freshness:
+            asset_kwargs["freshness_policy"] = freshness[0].policy()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", dg.BetaWarning)
             return dg.asset(
@@ -123,10 +171,62 @@ def ray_asset(
                 required_resource_keys=set(required_resource_keys or ())
                 | set(resource_names)
                 | {RAY_RESOURCE_KEY, io_manager_key},
+                check_specs=specs or None,
                 **asset_kwargs,
             )(body)
 
     return decorate(compute_fn) if compute_fn is not None else decorate
+
+
+def _asset_key(name: str, asset_kwargs: Mapping[str, Any]) -> dg.AssetKey:
+    """The key `dg.asset` will give the asset (its checks must name it)."""
+    key = asset_kwargs.get("key")
+    if key is not None:
+        return dg.AssetKey.from_coercible(key)
+    prefix = asset_kwargs.get("key_prefix") or []
+    prefix = [prefix] if isinstance(prefix, str) else list(prefix)
+    return dg.AssetKey([*prefix, name])
+
+
+def _refuse_odd_checks(
+    name: str, given: Sequence[Any], value_checks: Sequence[Check], freshness: Sequence[Freshness]
+) -> None:
+    odd = [item for item in given if not isinstance(item, (Check, Freshness))]
+    if odd:
+        raise TypeError(
+            f"Asset '{name}': checks= takes checks from ray_assets.checks (not_null, unique, "
+            f"between, ...), not {type(odd[0]).__name__}; pass Dagster AssetCheckSpecs as "
+            "check_specs= instead."
+        )
+    if len(freshness) > 1:
+        raise ValueError(f"Asset '{name}': give at most one checks.freshness(...)")
+    names = [check.name for check in value_checks]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(
+            f"Asset '{name}': two checks share the name(s) {repeated}; give one of them name=..."
+        )
+
+
+def _lineage_text(name: str, lineage: Mapping[str, Sequence[Any]]) -> dict[str, list[str]]:
+    """Declared column lineage as plain JSON (`"asset/key.column"` per upstream column)."""
+    result = {}
+    for column, upstreams in lineage.items():
+        texts = []
+        for upstream in upstreams:
+            if isinstance(upstream, tuple) and len(upstream) == 2:
+                key, upstream_column = upstream
+                key = dg.AssetKey.from_coercible(key).to_user_string()
+                texts.append(f"{key}.{upstream_column}")
+            elif isinstance(upstream, str) and "." in upstream:
+                texts.append(upstream)
+            else:
+                raise ValueError(
+                    f"Asset '{name}': column_lineage[{column!r}] names {upstream!r}; name an "
+                    "upstream column as 'asset.column' or ('asset', 'column')"
+                )
+        result[column] = texts
+    return result
 
 
 def default_pool() -> str:
@@ -188,11 +288,20 @@ def _store(
     output: Any,
     io_manager_key: str,
     partition_column: PartitionColumn | None,
-) -> dg.MaterializeResult:
+    checks: Sequence[Check],
+) -> Iterator[Any]:
     io_manager = getattr(context.resources, io_manager_key)
     asset_key = context.asset_key
     if hasattr(io_manager, "materialize_output"):  # another store (SqlIOManager)
-        return io_manager.materialize_output(context, output, partition_column)
+        if checks:
+            raise RayAssetsError(
+                f"Asset '{asset_key.to_user_string()}' declares checks, which ray_assets decides "
+                f"before a Delta commit, but it stores through '{io_manager_key}' "
+                f"({type(io_manager).__name__}). Store it with a DeltaIOManager, or check it in "
+                "a Dagster @asset_check."
+            )
+        yield io_manager.materialize_output(context, output, partition_column)
+        return
     if not isinstance(io_manager, DeltaIOManager):
         raise TypeError(
             f"Asset '{asset_key.to_user_string()}' stores through resource '{io_manager_key}', "
@@ -200,16 +309,22 @@ def _store(
         )
     partitions_def = context.assets_def.partitions_def
     keys = list(context.partition_keys) if partitions_def is not None else None
-    result = io_manager.write_asset(
-        output,
-        asset_key=asset_key,
-        partitions_def=partitions_def,
-        partition_keys=keys,
-        partition_column=partition_column,
-        write_id=context.run_id,
-        dynamic_partitions_store=context.instance,
-        definition_metadata=context.assets_def.metadata_by_key.get(asset_key),
-    )
+    try:
+        result = io_manager.write_asset(
+            output,
+            asset_key=asset_key,
+            partitions_def=partitions_def,
+            partition_keys=keys,
+            partition_column=partition_column,
+            write_id=context.run_id,
+            dynamic_partitions_store=context.instance,
+            definition_metadata=context.assets_def.metadata_by_key.get(asset_key),
+            checks=checks,
+        )
+    except CheckFailedError as error:
+        if isinstance(error.results, CheckResults):
+            yield from partition_evaluations(error.results, asset_key)
+        raise
     for warning in result.warnings:
         context.log.warning(f"{asset_key.to_user_string()}: {warning}")
     for key, stats in result.partitions.items():
@@ -220,4 +335,27 @@ def _store(
         f"{verb} version {result.table_version} of {result.table_uri} "
         f"({result.rows_per_second:,.0f} rows/s)"
     )
-    return dg.MaterializeResult(metadata=materialization_metadata(result, asset_key))
+    summaries: list[dg.AssetCheckResult] = []
+    if checks:
+        results = CheckResults.from_record(checks, result.gate_record)
+        single = keys is None or (len(keys) == 1 and not context.has_partition_key_range)
+        evaluations, summaries = check_results(results, asset_key, per_partition=not single)
+        yield from evaluations
+        _log_warnings(context, results)
+    definition_metadata = context.assets_def.metadata_by_key.get(asset_key)
+    upstream = io_manager.upstream_columns(list(context.assets_def.keys_by_input_name.values()))
+    yield dg.MaterializeResult(
+        metadata=materialization_metadata(result, asset_key, definition_metadata, upstream),
+        check_results=summaries or None,
+    )
+
+
+def _log_warnings(context: dg.AssetExecutionContext, results: CheckResults) -> None:
+    from ray_assets.checks.gate import failure_summary
+
+    failed = results.failed(blocking=False)
+    if failed:
+        context.log.warning(
+            f"{context.asset_key.to_user_string()}: committed with non-blocking check "
+            f"failures: {failure_summary(failed)}"
+        )

@@ -63,3 +63,13 @@ class WarehouseError(RayAssetsError):
 class ActorPoolError(RayAssetsError):
     """An `ActorPool` cannot run as configured on the connected cluster (no GPU and no CPU
     fallback, more CPUs per actor than the cluster can spare)."""
+
+
+class CheckFailedError(RayAssetsError):
+    """A blocking check of the asset failed before the commit: nothing was committed, and the
+    message names each failed check, partition, count of offending rows and up to five values.
+    `results` holds every check's verdict per partition (`ray_assets.checks.gate.CheckResults`)."""
+
+    def __init__(self, message: str, *, results: object = None) -> None:
+        super().__init__(message)
+        self.results = results

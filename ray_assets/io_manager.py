@@ -11,7 +11,7 @@ annotation picks what it receives (a lazy `ray.data.Dataset` unless it asks for 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 import pyarrow as pa
@@ -21,6 +21,7 @@ from ray_assets.conversions import empty_input, from_dataset, to_dataset
 from ray_assets.errors import RayAssetsError
 from ray_assets.io_slices import instance_of, output_partitions, slice_to_load, slice_to_write
 from ray_assets.metadata import (
+    SCHEMA_EVOLUTION_KEY,
     declared_column_types,
     materialization_metadata,
     partition_metadata,
@@ -28,6 +29,10 @@ from ray_assets.metadata import (
 from ray_assets.partition_slice import PartitionColumn
 from ray_assets.storage.delta_store import DeltaStore, WriteResult
 from ray_assets.storage.filesystem import join_uri
+from ray_assets.storage.schema_evolution import SchemaEvolution, refuse_unknown_policy
+
+if TYPE_CHECKING:
+    from ray_assets.checks import Check
 
 
 class DeltaIOManager(dg.ConfigurableIOManager):
@@ -56,6 +61,16 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         "rows.",
     )
 
+    schema_evolution: SchemaEvolution = Field(
+        default="strict",
+        description="What a write may change in its table's schema, unless the asset says "
+        "otherwise (ray_asset(schema_evolution=...) or its 'schema_evolution' metadata): "
+        "'strict' refuses any difference with a column-by-column diff; 'add_columns' adds new "
+        "nullable columns; 'widen' also widens types losslessly (int32 -> int64, float32 -> "
+        "float64); 'overwrite' replaces the schema, by a write of the whole table only. Values "
+        "are never cast implicitly.",
+    )
+
     def table_uri(self, asset_key: dg.AssetKey) -> str:
         """Where the table of `asset_key` lives."""
         return join_uri(self.root_uri, *asset_key.path)
@@ -80,22 +95,43 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         write_id: str,
         dynamic_partitions_store: Any = None,
         definition_metadata: Mapping[str, Any] | None = None,
+        checks: Sequence[Check] = (),
     ) -> WriteResult:
         """Store one materialization: the single entry point of both `ray_asset` and `handle_output`.
 
         `definition_metadata` is the asset's; its `dagster/column_schema` types the columns a
-        pipeline leaves all-null.
+        pipeline leaves all-null, its `schema_evolution` overrides this IO manager's. `checks`
+        are decided before the commit (`CheckFailedError` when a blocking one fails); what they
+        decided is `WriteResult.gate_record`.
         """
         partition_slice = slice_to_write(
             asset_key, partitions_def, partition_keys, partition_column, dynamic_partitions_store
         )
         dataset = to_dataset(obj, partition_slice.describe())
+        gate = None
+        if checks:
+            from ray_assets.checks.gate import CheckGate
+
+            gate = CheckGate(checks)
+        evolution = (definition_metadata or {}).get(SCHEMA_EVOLUTION_KEY) or self.schema_evolution
         return self.store_for(asset_key).write(
             dataset,
             partition_slice,
             write_id=write_id,
             declared_types=declared_column_types(definition_metadata),
+            schema_evolution=refuse_unknown_policy(evolution),
+            observer=gate.observer() if gate is not None else None,
+            gate=gate,
         )
+
+    def upstream_columns(self, asset_keys: Sequence[dg.AssetKey]) -> dict[dg.AssetKey, list[str]]:
+        """The columns of the upstream tables this IO manager holds (for derived lineage)."""
+        found = {}
+        for key in asset_keys:
+            table = self.store_for(key).open_table()
+            if table is not None:
+                found[key] = self.store_for(key).table_schema(table).names
+        return found
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         name = context.asset_key.to_user_string()
@@ -121,7 +157,9 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         )
         for warning in result.warnings:
             context.log.warning(f"{name}: {warning}")
-        metadata = materialization_metadata(result, context.asset_key)
+        metadata = materialization_metadata(
+            result, context.asset_key, context.definition_metadata
+        )
         if keys and len(keys) == 1:
             metadata.update(partition_metadata(result.partitions[keys[0]]))
         elif keys:

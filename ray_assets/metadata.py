@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,22 +14,163 @@ import dagster as dg
 import pyarrow as pa
 
 from ray_assets.storage.arrow_schema import arrow_type_from_name
-from ray_assets.storage.delta_store import PartitionWriteStats, WriteResult
+from ray_assets.storage.delta_store import ColumnProfile, PartitionWriteStats, WriteResult
 
 COLUMN_SCHEMA_KEY = "dagster/column_schema"
+COLUMN_LINEAGE_KEY = "dagster/column_lineage"
+SCHEMA_EVOLUTION_KEY = "schema_evolution"
+"""Definition metadata key of an asset's schema evolution policy (`ray_asset(schema_evolution=)`
+writes it; a plain `dg.asset` stored by `DeltaIOManager` may set it too)."""
+DECLARED_LINEAGE_KEY = "column_lineage"
+"""Definition metadata key of the column lineage an asset declares (`ray_asset(column_lineage=)`)."""
+UNKNOWN_TYPE = "unknown"
+"""The type shown for a column described before its first materialization gives its type."""
+_DOC_SECTION = re.compile(r"^\s*Columns:\s*$")
+_DOC_ITEM = re.compile(r"^\s+([A-Za-z_][\w.]*)\s*(?:\(([^)]*)\))?\s*:\s*(.+)$")
 
 
-def column_schema(schema: pa.Schema) -> dg.TableSchema:
+def column_schema(schema: pa.Schema, described: Mapping[str, str] | None = None) -> dg.TableSchema:
+    """The written schema with the descriptions the asset declares."""
+    described = described or {}
     return dg.TableSchema(
-        columns=[dg.TableColumn(name=field.name, type=str(field.type)) for field in schema]
+        columns=[
+            dg.TableColumn(
+                name=field.name, type=str(field.type), description=described.get(field.name)
+            )
+            for field in schema
+        ]
     )
 
 
-def materialization_metadata(result: WriteResult, asset_key: dg.AssetKey) -> dict[str, object]:
+def declared_column_schema(
+    definition_metadata: Mapping[str, Any],
+    columns: Mapping[str, str] | Sequence[dg.TableColumn] | None,
+    docstring: str | None,
+) -> dg.TableSchema | None:
+    """The column table an asset shows before its first run: its `dagster/column_schema`
+    metadata, with descriptions from `columns=` or the docstring's "Columns:" section."""
+    declared = _table_schema(definition_metadata.get(COLUMN_SCHEMA_KEY))
+    if columns is None:
+        described = docstring_columns(docstring)
+        given = [
+            dg.TableColumn(name, UNKNOWN_TYPE, description=text) for name, text in described.items()
+        ]
+    elif isinstance(columns, Mapping):
+        given = [
+            dg.TableColumn(name, UNKNOWN_TYPE, description=text) for name, text in columns.items()
+        ]
+    else:
+        given = list(columns)
+    if not given:
+        return declared
+    by_name = {column.name: column for column in (declared.columns if declared else [])}
+    for column in given:
+        known = by_name.get(column.name)
+        if known is not None and column.type == UNKNOWN_TYPE:
+            column = dg.TableColumn(
+                column.name,
+                known.type,
+                description=column.description or known.description,
+                constraints=known.constraints,
+                tags=known.tags,
+            )
+        by_name[column.name] = column
+    return dg.TableSchema(columns=list(by_name.values()))
+
+
+def docstring_columns(docstring: str | None) -> dict[str, str]:
+    """Column descriptions from a Google-style "Columns:" section:
+
+    Columns:
+        order_id: the order system's identifier.
+        amount (float64): signed; returns are negative.
+    """
+    found: dict[str, str] = {}
+    inside = False
+    for line in (docstring or "").splitlines():
+        if _DOC_SECTION.match(line):
+            inside = True
+            continue
+        if not inside:
+            continue
+        item = _DOC_ITEM.match(line)
+        if item:
+            found[item.group(1)] = item.group(3).strip()
+        elif line.strip() and not line.startswith((" ", "\t")):
+            break
+        elif line.strip() and found:
+            last = next(reversed(found))
+            found[last] += " " + line.strip()
+        elif not line.strip() and found:
+            break
+    return found
+
+
+def column_descriptions(definition_metadata: Mapping[str, Any] | None) -> dict[str, str]:
+    declared = _table_schema((definition_metadata or {}).get(COLUMN_SCHEMA_KEY))
+    if declared is None:
+        return {}
+    return {c.name: c.description for c in declared.columns if c.description}
+
+
+def column_lineage(
+    schema: pa.Schema,
+    definition_metadata: Mapping[str, Any] | None,
+    upstream_columns: Mapping[dg.AssetKey, Sequence[str]],
+) -> dg.TableColumnLineage | None:
+    """Each written column's upstream columns: as declared, else the upstream inputs' columns
+    of the same name (a column carried through a filter or a join keeps its name)."""
+    declared = (definition_metadata or {}).get(DECLARED_LINEAGE_KEY) or {}
+    deps: dict[str, list[dg.TableColumnDep]] = {}
+    for name in schema.names:
+        if name in declared:
+            deps[name] = [_column_dep(text) for text in declared[name]]
+            continue
+        found = [
+            dg.TableColumnDep(asset_key=key, column_name=name)
+            for key, columns in upstream_columns.items()
+            if name in columns
+        ]
+        if found:
+            deps[name] = found
+    return dg.TableColumnLineage(deps_by_column=deps) if deps else None
+
+
+def _column_dep(text: str) -> dg.TableColumnDep:
+    key, _, column = text.rpartition(".")
+    return dg.TableColumnDep(asset_key=dg.AssetKey.from_user_string(key), column_name=column)
+
+
+def _table_schema(value: Any) -> dg.TableSchema | None:
+    if isinstance(value, dg.TableSchemaMetadataValue):
+        return value.schema
+    return value if isinstance(value, dg.TableSchema) else None
+
+
+def profile_metadata(profile: Mapping[str, ColumnProfile], rows: int) -> dict[str, object]:
+    """A partition's numeric columns as numbers the UI plots over partitions: null fraction,
+    min and max."""
+    metadata: dict[str, object] = {}
+    for name, column in profile.items():
+        metadata[f"profile/{name}/null_fraction"] = (
+            round(column.null_count / rows, 6) if rows else 0.0
+        )
+        if column.min is not None:
+            metadata[f"profile/{name}/min"] = dg.MetadataValue.float(column.min)
+            metadata[f"profile/{name}/max"] = dg.MetadataValue.float(column.max)
+    return metadata
+
+
+def materialization_metadata(
+    result: WriteResult,
+    asset_key: dg.AssetKey,
+    definition_metadata: Mapping[str, Any] | None = None,
+    upstream_columns: Mapping[dg.AssetKey, Sequence[str]] | None = None,
+) -> dict[str, object]:
     """Metadata of the whole write (every partition's event of a range run carries it)."""
     metadata: dict[str, object] = {
         "dagster/row_count": result.table_row_count,
-        COLUMN_SCHEMA_KEY: column_schema(result.schema),
+        COLUMN_SCHEMA_KEY: column_schema(result.schema, column_descriptions(definition_metadata)),
         "dagster/table_name": ".".join(asset_key.path),
         "dagster/uri": dg.MetadataValue.text(result.table_uri),
         "dagster/storage_kind": "deltalake",
@@ -40,6 +182,11 @@ def materialization_metadata(result: WriteResult, asset_key: dg.AssetKey) -> dic
         "write_duration_s": round(result.duration_s, 3),
         "rows_per_second": round(result.rows_per_second, 1),
     }
+    lineage = column_lineage(result.schema, definition_metadata, upstream_columns or {})
+    if lineage is not None:
+        metadata[COLUMN_LINEAGE_KEY] = lineage
+    if not result.partitions and result.profile:
+        metadata.update(profile_metadata(result.profile, result.rows_written))
     if result.warnings:
         metadata["warnings"] = dg.MetadataValue.md(
             "\n".join(f"- {warning}" for warning in result.warnings)
@@ -53,6 +200,7 @@ def partition_metadata(stats: PartitionWriteStats) -> dict[str, object]:
         "dagster/partition_row_count": stats.rows,
         "partition_files": stats.files,
         "partition_bytes": stats.bytes,
+        **profile_metadata(stats.profile, stats.rows),
     }
 
 
@@ -67,10 +215,8 @@ def declared_column_types(definition_metadata: Mapping[str, Any] | None) -> dict
     `void`). Type names are `str(arrow_type)` (what ray_assets writes to the same key after a
     materialization) or common SQL names; a name neither understands is ignored.
     """
-    declared = (definition_metadata or {}).get(COLUMN_SCHEMA_KEY)
-    if isinstance(declared, dg.TableSchemaMetadataValue):
-        declared = declared.schema
-    if not isinstance(declared, dg.TableSchema):
+    declared = _table_schema((definition_metadata or {}).get(COLUMN_SCHEMA_KEY))
+    if declared is None:
         return {}
     types = {column.name: arrow_type_from_name(column.type) for column in declared.columns}
     return {name: kind for name, kind in types.items() if kind is not None}

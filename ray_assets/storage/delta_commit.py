@@ -49,6 +49,8 @@ OnConcurrentWrite = Literal["warn", "fail"]
 
 MARKER = "ray_assets"
 WRITE_ID_KEY = f"{MARKER}.write_id"
+GATE_KEY = f"{MARKER}.checks"
+"""Commit metadata key of what the write's checks decided."""
 _LEASE_PREFIX = f"{MARKER}.lease-"
 _COMMIT_SEARCH_DEPTH = 1000
 """How far back to look for a commit of ours: concurrent writers add a few versions, not more."""
@@ -109,11 +111,13 @@ class SliceCommitter:
         read_version: int | None,
         on_concurrent_write: OnConcurrentWrite,
         what: str,
+        read_schema: pa.Schema | None = None,
     ) -> None:
         self.store = store
         self.partition_slice = partition_slice
         self.app_id = app_id
         self.read_version = -1 if read_version is None else read_version
+        self.read_schema = read_schema
         self.on_concurrent_write = on_concurrent_write
         self.what = what
 
@@ -171,7 +175,9 @@ class SliceCommitter:
                     table.create_write_transaction(
                         adds,
                         mode="overwrite",
-                        schema=table.schema(),
+                        schema=table.schema()
+                        if self.store.table_schema(table).equals(schema)
+                        else Schema.from_arrow(schema),
                         partition_by=partition_by,
                         partition_filters=self._delta_filters(schema),
                         commit_properties=properties,
@@ -203,12 +209,14 @@ class SliceCommitter:
     def _check_table_still_fits(self, table: DeltaTable, schema: pa.Schema) -> None:
         """The table as it is now must take these files: a concurrent creator may have differed."""
         self.store.check_table_layout(table, self.partition_slice, self.what)
-        diff = schema_diff(self.store.table_schema(table), schema)
+        # the schema this write evolved from (the table's when it started), else its own
+        diff = schema_diff(self.store.table_schema(table), self.read_schema or schema)
         if diff:
             raise SchemaMismatchError(
                 f"{self.what}: the table's schema at version {table.version()} differs from the "
-                "schema of this write's files (another writer created or changed the table while "
-                "this write ran). Nothing was committed. Column by column:\n" + "\n".join(diff)
+                "schema this write started from (another writer created or changed the table "
+                "while this write ran). Nothing was committed. Column by column:\n"
+                + "\n".join(diff)
             )
 
     def _refuse_if_asked(self, found: Sequence[ConcurrentCommit]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -32,6 +32,7 @@ from ray_assets.storage.arrow_schema import (
 )
 from ray_assets.storage.file_stats import FileStats, TaskWriteReport, column_statistics
 from ray_assets.storage.filesystem import resolve_filesystem
+from ray_assets.storage.schema_evolution import SchemaEvolution, evolve, merge
 
 if TYPE_CHECKING:
     from ray.data.datasource.datasink import WriteResult
@@ -63,6 +64,20 @@ def partition_directory(columns: Iterable[str], values: Iterable[str]) -> str:
     )
 
 
+class BlockObserver(Protocol):
+    """Looks at every block a write task is about to write (its rows of one partition): how
+    `ray_assets.checks` evaluates row checks on exactly the rows written, in the same pass."""
+
+    def start(self) -> Any:
+        """A fresh state for one write task."""
+
+    def observe(self, state: Any, partition_values: tuple[str, ...], rows: pa.Table) -> None:
+        """Add one block of one partition (stored partition values; `()` when unpartitioned)."""
+
+    def finish(self, state: Any) -> Any:
+        """What the task reports to the driver (small: it travels through the object store)."""
+
+
 class DeltaFilesSink(Datasink):
     """Writes a dataset as data files of one Delta table, without committing them."""
 
@@ -77,6 +92,8 @@ class DeltaFilesSink(Datasink):
         write_uuid: str,
         declared_types: Mapping[str, pa.DataType] | None = None,
         compression: str = "snappy",
+        schema_evolution: SchemaEvolution = "strict",
+        observer: BlockObserver | None = None,
     ) -> None:
         self._table_uri = table_uri
         self._storage_options = dict(storage_options or {})
@@ -87,6 +104,8 @@ class DeltaFilesSink(Datasink):
         self._declared_types = dict(declared_types or {})
         self._write_uuid = write_uuid
         self._compression = compression
+        self._schema_evolution = schema_evolution
+        self._observer = observer
         self.reports: list[TaskWriteReport] = []
 
     def get_name(self) -> str:
@@ -96,23 +115,32 @@ class DeltaFilesSink(Datasink):
     def write(self, blocks: Iterable[Any], ctx: Any) -> TaskWriteReport:
         filesystem, root = resolve_filesystem(self._table_uri, self._storage_options)
         report = TaskWriteReport()
+        seen = self._observer.start() if self._observer is not None else None
         for block_index, block in enumerate(blocks):
             table = BlockAccessor.for_block(block).to_arrow()
             schema = self._checked_schema(table.schema, report.schema)
-            report.schema = schema
+            report.schema = _merged(report.schema, schema)
             if table.num_rows == 0:
                 continue
             table = to_delta_types(table, schema)
             name = f"part-{self._write_uuid}-{ctx.task_idx:05d}-{block_index:05d}.parquet"
             if not self._partition_columns:
+                self._observe(seen, (), table)
                 report.files.append(self._write_file(filesystem, root, table, {}, name))
                 continue
             for values, rows in self._split_by_partition(table, report):
+                self._observe(seen, values, rows)
                 partition_values = dict(zip(self._partition_columns, values, strict=True))
                 report.files.append(
                     self._write_file(filesystem, root, rows, partition_values, name)
                 )
+        if self._observer is not None:
+            report.observations = self._observer.finish(seen)
         return report
+
+    def _observe(self, seen: Any, values: tuple[str, ...], rows: pa.Table) -> None:
+        if self._observer is not None:
+            self._observer.observe(seen, values, rows)
 
     def _checked_schema(self, schema: pa.Schema, seen: pa.Schema | None) -> pa.Schema:
         normalized = delta_schema(schema)
@@ -123,6 +151,9 @@ class DeltaFilesSink(Datasink):
             )
         reference = self._expected_schema or seen
         normalized = with_known_types(normalized, reference, self._declared_types)
+        if self._expected_schema is not None and self._schema_evolution != "strict":
+            evolved = evolve(self._expected_schema, normalized, self._schema_evolution)
+            return pa.schema([evolved.field(n) for n in evolved.names if n in normalized.names])
         if reference is not None:
             diff = schema_diff(reference, normalized)
             if diff:
@@ -206,6 +237,18 @@ class DeltaFilesSink(Datasink):
     # ------------------------------------------------------------------ driver side
     def on_write_complete(self, write_result: WriteResult) -> None:
         self.reports = [report for report in write_result.write_returns if report is not None]
+
+
+def _merged(seen: pa.Schema | None, schema: pa.Schema) -> pa.Schema:
+    if seen is None or seen.equals(schema):
+        return schema
+    merged = merge(seen, schema)
+    if merged is None:
+        raise SchemaMismatchError(
+            "blocks of the pipeline disagree on the schema, column by column:\n"
+            + "\n".join(schema_diff(seen, schema))
+        )
+    return merged
 
 
 def dictionary_columns(schema: pa.Schema) -> list[str] | bool:

@@ -127,10 +127,11 @@ class DeltaFilesDatasource(FileGroupsDatasource):
         for file in files:
             with filesystem.open_input_file(file.path) as handle:
                 parquet = pq.ParquetFile(handle)
-                if self._data_columns:
-                    for batch in parquet.iter_batches(
-                        batch_size=_BATCH_ROWS, columns=self._data_columns
-                    ):
+                # a file written before a column was added has no such column: read as nulls
+                stored = set(parquet.schema_arrow.names)
+                present = [c for c in self._data_columns if c in stored]
+                if present:
+                    for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=present):
                         yield self._with_partition_columns(
                             pa.Table.from_batches([batch]), batch.num_rows, file
                         )
@@ -147,8 +148,11 @@ class DeltaFilesDatasource(FileGroupsDatasource):
                 value = file.partition_values.get(field.name)
                 scalar = None if value is None else partition_value_scalar(value, field.type)
                 arrays.append(pa.array([scalar], field.type).take(zeros))
-            else:
+            elif field.name in data.column_names:
+                # a file written before its column was widened holds the narrower type
                 arrays.append(data.column(field.name).cast(field.type))
+            else:
+                arrays.append(pa.nulls(num_rows, field.type))
         return pa.Table.from_arrays(arrays, schema=self.output_schema)
 
 

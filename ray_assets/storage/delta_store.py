@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -32,6 +32,7 @@ from ray_assets.errors import (
 )
 from ray_assets.partition_slice import PartitionSlice, canonical_partition_text, partition_text
 from ray_assets.storage.delta_commit import (
+    GATE_KEY,
     MARKER,
     WRITE_ID_KEY,
     ConcurrentCommit,
@@ -42,18 +43,35 @@ from ray_assets.storage.delta_commit import (
 )
 from ray_assets.storage.filesystem import normalize_table_uri, redact_uri, resolve_filesystem
 from ray_assets.storage.ray_errors import pipeline_error
+from ray_assets.storage.schema_evolution import SchemaEvolution, merge
+from ray_assets.storage.schema_evolution import refuse_unknown_policy as refuse_unknown_evolution
+from ray_assets.storage.staged import StagedWrite
 
 if TYPE_CHECKING:
     import ray.data
     from deltalake import DeltaTable
 
+    from ray_assets.storage.delta_sink import BlockObserver
     from ray_assets.storage.delta_source import DataFile
     from ray_assets.storage.file_stats import FileStats
+
+Gate = Callable[[StagedWrite], Any]
+"""Decides on a staged write before its commit: raises to stop it, or returns a small JSON
+record that the commit keeps (and a re-run of the same write id gets back)."""
 
 DEFAULT_MAX_TASK_RETRIES = 3
 """Crashed Ray tasks are retried this often (Ray's default is forever); see `RayResource`."""
 
 _UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping"}
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    """One numeric column of a partition as the written files' statistics describe it."""
+
+    null_count: int
+    min: float | None
+    max: float | None
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,8 @@ class PartitionWriteStats:
     rows: int
     files: int
     bytes: int
+    profile: dict[str, ColumnProfile] = field(default_factory=dict, compare=False)
+    """Numeric columns' nulls, min and max (empty when re-reported from an earlier commit)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,12 @@ class WriteResult:
     """Commits of other writers to this write's partitions made while it ran; it replaced them."""
     emptied_partitions: dict[str, int] = field(default_factory=dict)
     """Partition key -> rows it held before this write left it empty ("" when unpartitioned)."""
+    gate_record: Any = None
+    """What the write's gate (its checks) decided, as kept in the commit."""
+    schema_changes: list[str] = field(default_factory=list)
+    """How this write changed the table's schema (its `schema_evolution` allowed it)."""
+    profile: dict[str, ColumnProfile] = field(default_factory=dict)
+    """Numeric columns of everything written (of the table, when unpartitioned)."""
 
     @property
     def rows_per_second(self) -> float:
@@ -105,6 +131,8 @@ class WriteResult:
                 for key, rows in self.emptied_partitions.items()
             )
             messages.append(f"the output had no rows for {emptied}: this write left them empty")
+        if self.schema_changes:
+            messages.append("the table's schema changed: " + "; ".join(self.schema_changes))
         return messages
 
 
@@ -165,6 +193,9 @@ class DeltaStore:
         *,
         write_id: str | None = None,
         declared_types: Mapping[str, pa.DataType] | None = None,
+        schema_evolution: SchemaEvolution = "strict",
+        observer: BlockObserver | None = None,
+        gate: Gate | None = None,
     ) -> WriteResult:
         """Execute `data` once and replace exactly `partition_slice` with its rows, in one commit.
 
@@ -177,6 +208,11 @@ class DeltaStore:
                 nothing.
             declared_types: column types to use where the data has none (a column whose values
                 are all null), for example from the asset's `dagster/column_schema`.
+            schema_evolution: what the write may change in the table's schema
+                (`ray_assets.storage.schema_evolution`).
+            observer: sees every block the tasks write (the row checks).
+            gate: decides on the written files before the commit; when it raises, nothing is
+                committed and the written files are deleted.
 
         Raises:
             StrayPartitionValuesError, SchemaMismatchError, PartitionColumnError: the data does
@@ -194,6 +230,7 @@ class DeltaStore:
         started = time.perf_counter()
         what = f"{partition_slice.describe()}, table {redact_uri(self.table_uri)}"
         write_id = write_id or uuid.uuid4().hex
+        schema_evolution = refuse_unknown_evolution(schema_evolution)
         app_id = _app_id(write_id, partition_slice)
         table = self.open_table()
         expected_schema = None
@@ -207,6 +244,7 @@ class DeltaStore:
             partition_slice,
             app_id=app_id,
             read_version=None if table is None else table.version(),
+            read_schema=expected_schema,
             on_concurrent_write=self.on_concurrent_write,
             what=what,
         )
@@ -222,6 +260,8 @@ class DeltaStore:
             expected_schema=expected_schema,
             write_uuid=uuid.uuid4().hex[:16],
             declared_types=declared_types,
+            schema_evolution=schema_evolution,
+            observer=observer,
         )
         bound_task_retries(data, max_retries)
         try:
@@ -231,8 +271,32 @@ class DeltaStore:
 
         files = [stats for report in sink.reports for stats in report.files]
         _raise_on_stray_values(sink.reports, partition_slice, what)
-        schema = _single_schema(sink.reports, expected_schema, what)
+        schema = _single_schema(sink.reports, expected_schema, what, schema_evolution)
+        changes = []
+        if expected_schema is not None and not schema.equals(expected_schema):
+            changes = schema_changes(expected_schema, schema)
+            if schema_evolution == "overwrite":
+                assert table is not None
+                self._refuse_partial_overwrite(
+                    table, partition_slice, expected_schema, schema, what
+                )
         partitions = _partition_stats(files, partition_slice, schema)
+        gate_record = None
+        if gate is not None:
+            staged = StagedWrite(
+                partition_slice=partition_slice,
+                schema=schema,
+                files=files,
+                observations=[report.observations for report in sink.reports],
+                table_uri=self.table_uri,
+                storage_options=self.storage_options,
+                key_of=_key_of(partition_slice, schema),
+            )
+            try:
+                gate_record = gate(staged)
+            except BaseException:
+                staged.remove_files()  # never committed, so no reader can ever need them
+                raise
         custom = {
             f"{MARKER}.app_id": app_id,
             WRITE_ID_KEY: write_id,
@@ -242,6 +306,8 @@ class DeltaStore:
                 key: [p.rows, p.files, p.bytes] for key, p in partitions.items()
             },
         }
+        if gate_record is not None:
+            custom[GATE_KEY] = gate_record
         outcome = committer.commit(files, schema, custom)
         return WriteResult(
             table_uri=redact_uri(self.table_uri),
@@ -257,7 +323,52 @@ class DeltaStore:
             stats_by_file=files,
             concurrent_commits=outcome.concurrent,
             emptied_partitions=outcome.emptied,
+            gate_record=gate_record,
+            schema_changes=changes,
+            profile=column_profile(files, schema),
         )
+
+    def _refuse_partial_overwrite(
+        self,
+        table: DeltaTable,
+        partition_slice: PartitionSlice,
+        before: pa.Schema,
+        after: pa.Schema,
+        what: str,
+    ) -> None:
+        """A schema overwrite must replace every row of the table: older files in the old
+        schema would otherwise stay beside the new ones."""
+        columns = partition_slice.columns
+        changed = [
+            c
+            for c in columns
+            if c not in after.names or after.field(c).type != before.field(c).type
+        ]
+        if changed:
+            raise SchemaMismatchError(
+                f"{what}: schema_evolution='overwrite' cannot change partition column(s) "
+                f"{changed}; write the data to a new asset (table) instead. Nothing was committed."
+            )
+        if not partition_slice.is_partitioned:
+            return
+        wanted = set(partition_slice.stored_values(partition_slice.column_types(before)))
+        outside: Counter[tuple[str, ...]] = Counter()
+        for data_file in self._files_of(
+            table, PartitionSlice.unpartitioned(partition_slice.asset_key)
+        ):
+            values = tuple(data_file.partition_values[c] or "" for c in columns)
+            if values not in wanted:
+                outside[values] += data_file.num_rows or 0
+        if outside:
+            shown = ", ".join("|".join(v) for v in list(outside)[:5])
+            raise SchemaMismatchError(
+                f"{what}: schema_evolution='overwrite' replaces the table's schema, so the write "
+                f"must replace the whole table, but {len(outside)} partition(s) outside it hold "
+                f"{sum(outside.values())} row(s) in the old schema ({shown}"
+                f"{', ...' if len(outside) > 5 else ''}). Nothing was committed. Materialize "
+                "every partition in one run (a single-run backfill of the whole range), or "
+                "write the new schema to a new asset.\n" + "\n".join(schema_changes(before, after))
+            )
 
     def check_table_layout(
         self, table: DeltaTable, partition_slice: PartitionSlice, what: str
@@ -297,6 +408,7 @@ class DeltaStore:
             schema=self.table_schema(table),
             table_row_count=self._row_count(table.version()),
             duration_s=time.perf_counter() - started,
+            gate_record=info.get(GATE_KEY),
         )
 
     def _row_count(self, version: int) -> int:
@@ -426,6 +538,20 @@ class DeltaStore:
         return files
 
 
+def schema_changes(before: pa.Schema, after: pa.Schema) -> list[str]:
+    """The column-by-column changes from `before` to `after`, as a user reads them."""
+    from ray_assets.storage.arrow_schema import schema_diff
+
+    return [line.strip() for line in schema_diff(before, after)]
+
+
+def _key_of(partition_slice: PartitionSlice, schema: pa.Schema) -> dict[tuple[str, ...], str]:
+    if not partition_slice.is_partitioned:
+        return {}
+    stored = partition_slice.stored_values(partition_slice.column_types(schema))
+    return dict(zip(stored, partition_slice.keys or (), strict=True))
+
+
 def _app_id(write_id: str, partition_slice: PartitionSlice) -> str:
     return f"{MARKER}-{partition_slice.fingerprint()}-{write_id}"
 
@@ -444,15 +570,44 @@ def _partition_stats(
     rows: Counter[str] = Counter()
     counts: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
+    by_key: dict[str, list[FileStats]] = {}
     for stats in files:
         key = key_of[tuple(stats.partition_values[c] for c in partition_slice.columns)]
         rows[key] += stats.num_rows
         counts[key] += 1
         sizes[key] += stats.size_bytes
+        by_key.setdefault(key, []).append(stats)
     return {
-        key: PartitionWriteStats(rows=rows[key], files=counts[key], bytes=sizes[key])
+        key: PartitionWriteStats(
+            rows=rows[key],
+            files=counts[key],
+            bytes=sizes[key],
+            profile=column_profile(by_key.get(key, []), schema),
+        )
         for key in partition_slice.keys or ()
     }
+
+
+_PROFILED_COLUMNS = 16
+
+
+def column_profile(files: Sequence[FileStats], schema: pa.Schema) -> dict[str, ColumnProfile]:
+    """Nulls, min and max of the first numeric columns, from the files' statistics (a file
+    whose column is all null has no min/max; none is taken when no file has them)."""
+    numeric = [
+        f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+    ][:_PROFILED_COLUMNS]
+    profile = {}
+    for name in numeric:
+        nulls = sum(stats.null_counts.get(name, 0) for stats in files)
+        lows = [stats.min_values[name] for stats in files if name in stats.min_values]
+        highs = [stats.max_values[name] for stats in files if name in stats.max_values]
+        profile[name] = ColumnProfile(
+            null_count=nulls,
+            min=float(min(lows)) if lows else None,
+            max=float(max(highs)) if highs else None,
+        )
+    return profile
 
 
 def _raise_on_stray_values(
@@ -476,12 +631,31 @@ def _raise_on_stray_values(
     )
 
 
-def _single_schema(reports: Sequence[Any], expected: pa.Schema | None, what: str) -> pa.Schema:
+def _single_schema(
+    reports: Sequence[Any],
+    expected: pa.Schema | None,
+    what: str,
+    schema_evolution: SchemaEvolution = "strict",
+) -> pa.Schema:
+    """The table's schema after this write: the table's own, evolved by what the tasks wrote
+    (under `overwrite`, what the tasks wrote alone)."""
     from ray_assets.storage.arrow_schema import schema_diff
 
     schemas = [report.schema for report in reports if report.schema is not None]
     if expected is not None:
-        return expected
+        if schema_evolution == "overwrite" and schemas:
+            result, rest = schemas[0], schemas[1:]
+        else:
+            result, rest = expected, schemas
+        for schema in rest:
+            merged = result if schema.equals(result) else merge(result, schema)
+            if merged is None:
+                raise SchemaMismatchError(
+                    f"{what}: blocks of the pipeline disagree on the schema:\n"
+                    + "\n".join(schema_diff(result, schema))
+                )
+            result = merged
+        return result
     if not schemas:
         raise SchemaMismatchError(
             f"{what}: the pipeline produced no blocks, so the new table's schema is unknown. "

@@ -52,6 +52,8 @@ class TaskWriteReport:
     files: list[FileStats] = field(default_factory=list)
     stray_counts: dict[tuple[str | None, ...], int] = field(default_factory=dict)
     schema: pa.Schema | None = None  # full schema (Delta types), partition columns included
+    observations: Any = None
+    """What the write's `BlockObserver` (its row checks) saw in this task."""
 
 
 def column_statistics(
