@@ -157,9 +157,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         )
         for warning in result.warnings:
             context.log.warning(f"{name}: {warning}")
-        metadata = materialization_metadata(
-            result, context.asset_key, context.definition_metadata
-        )
+        metadata = materialization_metadata(result, context.asset_key, context.definition_metadata)
         if keys and len(keys) == 1:
             metadata.update(partition_metadata(result.partitions[keys[0]]))
         elif keys:

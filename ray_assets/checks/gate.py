@@ -121,8 +121,8 @@ class CheckGate:
         blocking = self.results.failed(blocking=True)
         if blocking:
             raise CheckFailedError(
-                f"{staged.partition_slice.describe()}: {failure_summary(blocking)}. Nothing was "
-                "committed: the table stays at its previous version.",
+                f"{staged.partition_slice.describe()}: nothing was committed (the table stays as "
+                f"it was) because {failure_summary(blocking)}",
                 results=self.results,
             )
         return self.results.to_record()

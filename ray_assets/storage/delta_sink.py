@@ -151,15 +151,16 @@ class DeltaFilesSink(Datasink):
             )
         reference = self._expected_schema or seen
         normalized = with_known_types(normalized, reference, self._declared_types)
-        if self._expected_schema is not None and self._schema_evolution != "strict":
+        if self._expected_schema is not None:
             evolved = evolve(self._expected_schema, normalized, self._schema_evolution)
-            return pa.schema([evolved.field(n) for n in evolved.names if n in normalized.names])
+            written = pa.schema([evolved.field(n) for n in evolved.names if n in normalized.names])
+            refuse_untyped_columns(written)  # a new column that is all null has no type
+            return written
         if reference is not None:
             diff = schema_diff(reference, normalized)
             if diff:
-                against = "the table" if self._expected_schema is not None else "earlier blocks"
                 raise SchemaMismatchError(
-                    f"the data's schema differs from {against}, column by column:\n"
+                    "the data's schema differs from earlier blocks, column by column:\n"
                     + "\n".join(diff)
                 )
             return reference

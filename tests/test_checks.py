@@ -1,0 +1,313 @@
+"""Checks decided before the commit, under real Dagster runs on a real Ray and real Delta tables.
+
+One table holds three good days; every failing run below tries to replace them and must leave
+that table exactly as it was. Each check breaks on a day the test picks, and Dagster must name
+that day, the count and the offending values.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pytest
+import ray.cloudpickle
+from ray.data.expressions import col
+
+from ray_assets import (
+    DeltaIOManager,
+    RayResource,
+    checks,
+    materialize_partition_range,
+    ray_asset,
+)
+from tests.conftest import delta_log_rows, delta_version, file_digests
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
+ROWS = 20
+STATUSES = ("paid", "returned")
+
+ALL_CHECKS = [
+    checks.not_null("customer_id"),
+    checks.unique("order_id"),
+    checks.between("amount", -100, 100),
+    checks.accepted_values("status", STATUSES),
+    checks.row_count(min=10),
+    checks.schema(
+        {
+            "order_id": "int64",
+            "order_date": "string",
+            "customer_id": "int64",
+            "amount": "double",
+            "status": "string",
+        }
+    ),
+    checks.expression(
+        "returns_are_negative",
+        (col("status") != "returned") | (col("amount") <= 0),
+        description="a returned order has a negative amount",
+    ),
+]
+
+
+def generate(batch: dict[str, np.ndarray], *, keys: list[str], bad: str, bad_day: str, log: str):
+    """Orders of `keys`; on `bad_day`, broken in the way `bad` names."""
+    ids = batch["id"]
+    days = np.array(keys, dtype=object)[ids // ROWS]
+    amounts = (ids % 7).astype(float) + 1.0
+    status = np.where(ids % 5 == 0, "returned", "paid").astype(object)
+    amounts = np.where(status == "returned", -amounts, amounts)
+    customers = pa.array(ids % 11, pa.int64())
+    order_ids = ids.copy()
+    on_bad_day = days == bad_day
+    if bad == "not_null_customer_id":
+        customers = pa.array(
+            [None if b and i % 4 == 0 else int(i % 11) for i, b in zip(ids, on_bad_day, strict=True)],
+            pa.int64(),
+        )
+    elif bad == "unique_order_id":
+        order_ids = np.where(on_bad_day & (ids % 2 == 1), ids - 1, ids)
+    elif bad == "between_amount":
+        amounts = np.where(on_bad_day & (ids % 10 == 3), 1000.0 + ids, amounts)
+    elif bad == "accepted_values_status":
+        status = np.where(on_bad_day & (ids % 10 == 4), "lost", status).astype(object)
+    elif bad == "returns_are_negative":
+        amounts = np.where(on_bad_day & (status == "returned"), 9.0, amounts)
+    table = pa.table(
+        {
+            "order_id": pa.array(order_ids, pa.int64()),
+            "order_date": pa.array(days, pa.string()),
+            "customer_id": customers,
+            "amount": pa.array(amounts, pa.float64()),
+            "status": pa.array(status, pa.string()),
+        }
+    )
+    if bad == "row_count":
+        table = table.filter(pa.array(~on_bad_day | (ids % ROWS < 3)))
+    if bad == "schema":
+        table = table.append_column("note", pa.array(["x"] * table.num_rows))
+    with open(log, "a") as out:  # one line per call: how many times the pipeline ran
+        out.write(f"{len(ids)}\n")
+    return table
+
+
+def orders_asset(check_list, *, bad: str = "", bad_day: str = "", log: str = "/dev/null"):
+    @ray_asset(
+        name="orders", partitions_def=DAILY, partition_column="order_date", checks=check_list
+    )
+    def orders(context: dg.AssetExecutionContext):
+        import ray.data
+
+        keys = list(context.partition_keys)
+        return ray.data.range(ROWS * len(keys), override_num_blocks=2).map_batches(
+            generate,
+            batch_format="numpy",
+            fn_kwargs={"keys": keys, "bad": bad, "bad_day": bad_day, "log": log},
+        )
+
+    return orders
+
+
+def resources(root: Path) -> dict[str, object]:
+    return {"ray": RayResource(), "delta_io_manager": DeltaIOManager(root_uri=str(root))}
+
+
+def evaluations(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str | None], object]:
+    found = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = event.event_specific_data
+            found[(data.check_name, data.partition)] = data
+    return found
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    messages = []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    return "\n".join(messages)
+
+
+@pytest.fixture(scope="module")
+def good_table(ray_session, tmp_path_factory) -> tuple[Path, int, dict[str, str]]:
+    """Three good days, committed with every check passing; (root, version, file digests)."""
+    root = tmp_path_factory.mktemp("checks")
+    log = root / "calls.log"
+    with dg.instance_for_test() as instance:
+        result = materialize_partition_range(
+            [orders_asset(ALL_CHECKS, log=str(log))],
+            DAYS[0],
+            DAYS[-1],
+            resources=resources(root),
+            instance=instance,
+        )
+        assert result.success
+        found = evaluations(result)
+        for check in ALL_CHECKS:
+            for day in DAYS:
+                assert found[(check.name, day)].passed, (check.name, day)
+        # the pipeline ran once: its generator saw every row exactly once
+        assert sum(int(line) for line in log.read_text().split()) == ROWS * len(DAYS)
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("orders"), "unique_order_id"), limit=10
+        )
+        assert {record.partition for record in history} >= set(DAYS)
+    table = root / "orders"
+    return root, delta_version(table), file_digests(table)
+
+
+BREAKS = {
+    "not_null_customer_id": ("not_null_customer_id", 5, ()),
+    "unique_order_id": ("unique_order_id", 20, ("20 ×2", "22 ×2")),
+    "between_amount": ("between_amount", 2, ("1023.0", "1033.0")),
+    "accepted_values_status": ("accepted_values_status", 2, ("'lost'",)),
+    "row_count": ("row_count", 0, ()),
+    "returns_are_negative": ("returns_are_negative", 4, ("{'status': 'returned', 'amount': 9.0}",)),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BREAKS))
+def test_a_broken_day_fails_its_check_and_commits_nothing(good_table, bad) -> None:
+    root, version, digests = good_table
+    name, failed_rows, samples = BREAKS[bad]
+    with dg.instance_for_test() as instance:
+        result = materialize_partition_range(
+            [orders_asset(ALL_CHECKS, bad=bad, bad_day="2024-01-02")],
+            DAYS[0],
+            DAYS[-1],
+            resources=resources(root),
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not result.success
+        assert instance.get_materialized_partitions(dg.AssetKey("orders")) == set()
+    table = root / "orders"
+    assert delta_version(table) == version  # no new version
+    assert file_digests(table) == digests  # the earlier content, intact
+    found = evaluations(result)
+    broken = found[(name, "2024-01-02")]
+    assert not broken.passed
+    assert broken.metadata["failed_rows"].value == failed_rows
+    assert broken.severity == dg.AssetCheckSeverity.ERROR
+    if samples:
+        shown = broken.metadata["offending_values"].value
+        assert all(sample in shown for sample in samples), shown
+    for day in ("2024-01-01", "2024-01-03"):
+        assert found[(name, day)].passed  # only the broken day fails
+    others = [c.name for c in ALL_CHECKS if c.name != name]
+    assert all(found[(other, "2024-01-02")].passed for other in others)
+    message = failure_text(result)
+    assert "asset 'orders'" in message and "partition '2024-01-02'" in message
+    assert f"check '{name}'" in message and "nothing was committed" in message
+    for sample in samples:
+        assert sample in message
+
+
+def test_the_schema_check_fails_a_first_write_and_creates_no_table(ray_session, tmp_path) -> None:
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [orders_asset(ALL_CHECKS, bad="schema", bad_day="2024-01-02")],
+            partition_key="2024-01-02",
+            resources=resources(tmp_path),
+            instance=instance,
+            raise_on_error=False,
+        )
+    assert not result.success
+    broken = evaluations(result)[("schema", "2024-01-02")]
+    assert not broken.passed and "'note' not expected" in broken.metadata["detail"].value
+    assert "'note' not expected" in failure_text(result)
+    assert not (tmp_path / "orders" / "_delta_log").exists()
+    assert not list((tmp_path / "orders").rglob("*.parquet"))  # its files were removed
+
+
+def test_a_single_key_run_reports_every_failed_check_for_its_key(good_table) -> None:
+    root, version, digests = good_table
+    failing = [
+        checks.not_null("customer_id"),
+        checks.unique("order_id"),
+        checks.accepted_values("status", ["paid"]),  # returns exist every day
+    ]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [orders_asset(failing, bad="not_null_customer_id", bad_day="2024-01-02")],
+            partition_key="2024-01-02",
+            resources=resources(root),
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not result.success
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("orders"), "accepted_values_status"), limit=5
+        )
+        assert [(r.partition, r.status.value) for r in history] == [("2024-01-02", "FAILED")]
+    found = evaluations(result)
+    assert not found[("not_null_customer_id", "2024-01-02")].passed
+    assert found[("unique_order_id", "2024-01-02")].passed
+    assert not found[("accepted_values_status", "2024-01-02")].passed
+    assert "2 blocking check result(s) failed" in failure_text(result)
+    assert delta_version(root / "orders") == version
+    assert file_digests(root / "orders") == digests
+
+
+def test_a_failed_non_blocking_check_commits_and_warns(ray_session, tmp_path) -> None:
+    warn_only = [
+        checks.between("amount", -100, 100, blocking=False),
+        checks.unique("order_id"),
+    ]
+    log = tmp_path / "calls.log"
+    with dg.instance_for_test() as instance:
+        result = materialize_partition_range(
+            [orders_asset(warn_only, bad="between_amount", bad_day="2024-01-03", log=str(log))],
+            DAYS[0],
+            DAYS[-1],
+            resources=resources(tmp_path),
+            instance=instance,
+        )
+        assert result.success
+        assert instance.get_materialized_partitions(dg.AssetKey("orders")) == set(DAYS)
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("orders"), "between_amount"), limit=10
+        )
+        statuses = {r.partition: r.status.value for r in history if r.partition}
+        assert statuses == {
+            "2024-01-01": "SUCCEEDED",
+            "2024-01-02": "SUCCEEDED",
+            "2024-01-03": "FAILED",
+        }
+    assert delta_log_rows(tmp_path / "orders") == dict.fromkeys(DAYS, ROWS)
+    warned = evaluations(result)[("between_amount", "2024-01-03")]
+    assert not warned.passed and warned.severity == dg.AssetCheckSeverity.WARN
+    summary = evaluations(result)[("between_amount", None)]
+    assert not summary.passed and summary.metadata["partitions_failed"].value == 1
+    assert sum(int(line) for line in log.read_text().split()) == ROWS * len(DAYS)
+
+
+def test_checks_become_asset_check_specs_and_freshness_a_policy() -> None:
+    import datetime as dt
+
+    asset = orders_asset([*ALL_CHECKS[:2], checks.between("amount", 0, blocking=False)])
+    specs = {spec.name: spec for spec in asset.check_specs}
+    assert set(specs) == {"not_null_customer_id", "unique_order_id", "between_amount"}
+    assert specs["unique_order_id"].blocking and not specs["between_amount"].blocking
+    assert specs["unique_order_id"].partitions_def == DAILY
+
+    @ray_asset(checks=[checks.freshness(dt.timedelta(hours=24), warn_after=dt.timedelta(hours=12))])
+    def dimension():
+        return None
+
+    policy = dimension.specs_by_key[dg.AssetKey("dimension")].freshness_policy
+    assert policy.fail_window.to_timedelta() == dt.timedelta(hours=24)
+    with pytest.raises(ValueError, match="share the name"):
+        ray_asset(checks=[checks.unique("a"), checks.unique(["a"])])(lambda: None)
+    with pytest.raises(TypeError, match="ray_assets.checks"):
+        ray_asset(checks=[dg.AssetCheckSpec("x", asset="y")])(lambda: None)
+    with pytest.raises(ValueError, match="low bound is above"):
+        checks.between("amount", 5, 1)
