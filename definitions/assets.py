@@ -18,6 +18,7 @@ import ray
 import ray.data
 from ray.data.expressions import col
 
+from definitions import quality
 from definitions.crm import CRM_CUSTOMERS, Crm
 from definitions.generator import CUSTOMERS_SCHEMA, make_orders
 from definitions.sources import OrderSource
@@ -78,6 +79,7 @@ def raw_orders(context: dg.AssetExecutionContext, order_source: OrderSource) -> 
             "rows_per_day": order_source.rows_per_day,
             "customers": order_source.customers,
             "seed": order_source.seed,
+            "bad_rows_day": order_source.bad_rows_day,
         },
     )
 
@@ -85,6 +87,18 @@ def raw_orders(context: dg.AssetExecutionContext, order_source: OrderSource) -> 
 @daily_asset(
     description="Valid orders only (a price, a quantity, not cancelled), with a signed amount.",
     automation_condition=FOLLOWS_UPSTREAM,
+    checks=quality.CLEAN_ORDERS,
+    columns={
+        "order_id": "The order system's identifier; unique.",
+        "order_date": "The UTC day of the order (the partition).",
+        "ordered_at": "When the order was placed (UTC).",
+        "customer_id": "The ordering customer.",
+        "quantity": "Units ordered (at least 1).",
+        "unit_price": "Price of one unit, after discount.",
+        "amount": "quantity × unit_price, rounded to cents; negative for a return.",
+        "is_return": "Whether the order was returned.",
+    },
+    column_lineage={"amount": ["raw_orders.quantity", "raw_orders.unit_price"]},
 )
 def clean_orders(raw_orders: ray.data.Dataset) -> ray.data.Dataset:
     valid = (col("quantity") > 0) & (col("status") != "cancelled") & col("unit_price").is_not_null()
@@ -96,6 +110,7 @@ def clean_orders(raw_orders: ray.data.Dataset) -> ray.data.Dataset:
     "customers drop out (inner join). The customer dimension is small, so it is broadcast to "
     "the tasks that stream the orders instead of shuffling both sides.",
     automation_condition=FOLLOWS_UPSTREAM,
+    checks=quality.ORDERS_ENRICHED,
 )
 def orders_enriched(
     clean_orders: ray.data.Dataset, customers: ray.data.Dataset
@@ -108,6 +123,17 @@ def orders_enriched(
 @daily_asset(
     description="Revenue, order count and average order value per day and region.",
     automation_condition=FOLLOWS_UPSTREAM,
+    checks=quality.DAILY_REGION_REVENUE,
+    columns={
+        "revenue": "Sum of the day's amounts in the region (returns subtract).",
+        "orders": "Orders of the day in the region.",
+        "avg_order_value": "revenue / orders.",
+    },
+    column_lineage={
+        "revenue": ["orders_enriched.amount"],
+        "orders": ["orders_enriched.order_id"],
+        "avg_order_value": ["orders_enriched.amount"],
+    },
 )
 def daily_region_revenue(orders_enriched: ray.data.Dataset) -> ray.data.Dataset:
     totals = aggregate_by(  # a few groups a day: combined per task, no shuffle

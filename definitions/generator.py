@@ -20,6 +20,8 @@ SEGMENTS = ("consumer", "small_business", "enterprise")
 SEGMENT_WEIGHTS = (0.70, 0.22, 0.08)
 CHANNELS = ("web", "app", "store", "phone")
 CHANNEL_WEIGHTS = (0.45, 0.30, 0.20, 0.05)
+BAD_ROW_EVERY = 50
+"""On the bad-rows day, one order in this many is broken."""
 STATUSES = ("placed", "shipped", "delivered", "returned", "cancelled")
 STATUS_WEIGHTS = (0.10, 0.25, 0.55, 0.04, 0.06)
 PRODUCTS = (
@@ -102,11 +104,14 @@ def make_orders(
     rows_per_day: int,
     customers: int,
     seed: int,
+    bad_rows_day: str = "",
 ) -> pa.Table:
     """Orders for the row indices in `batch["id"]` of a range over `days x rows_per_day`.
 
     A `map_batches` function over `ray.data.range(len(days) * rows_per_day)`: index `i` is order
-    number `i % rows_per_day` of day `days[i // rows_per_day]`.
+    number `i % rows_per_day` of day `days[i // rows_per_day]`. On `bad_rows_day` the export is
+    broken the way real ones break: every `BAD_ROW_EVERY`th order repeats the id of the order
+    before it, and its quantity is absurd (the quality checks refuse that day).
     """
     index = np.asarray(batch["id"], dtype=np.int64)
     day_positions = index // rows_per_day
@@ -136,6 +141,11 @@ def make_orders(
 
     quantity = 1 + np.floor(-np.log1p(-_uniform(ids, seed, 7) * 0.97) * 1.5).astype(np.int32)
     quantity = np.where(_uniform(ids, seed, 8) < ZERO_QUANTITY_SHARE, 0, quantity)
+
+    if bad_rows_day in days:
+        broken = (day_positions == days.index(bad_rows_day)) & (numbers % BAD_ROW_EVERY == 1)
+        ids = np.where(broken, ids - 1, ids)
+        quantity = np.where(broken, 100_000, quantity).astype(np.int32)
 
     return pa.table(
         {

@@ -18,6 +18,11 @@ class OrderSource(dg.ConfigurableResource):
     rows_per_day: int = Field(default=20_000, description="Raw orders generated per day.")
     customers: int = Field(default=2_000, description="Customers in the customer dimension.")
     seed: int = Field(default=7, description="Same seed, same data: every run is reproducible.")
+    bad_rows_day: str = Field(
+        default="",
+        description="A day (YYYY-MM-DD) whose export carries broken rows (repeated order ids, "
+        "absurd quantities), so the quality checks' failure path can be seen; empty: none.",
+    )
     rows_per_block: int = Field(
         default=250_000,
         description="Rows per Ray block the generator emits; bounds the memory of one task.",

@@ -75,11 +75,15 @@ def landing_from_env() -> LandingFolder:
 
 
 def order_source_from_env() -> OrderSource:
-    """The source sized by `RAY_ASSETS_ROWS_PER_DAY` when it is set."""
+    """The source sized by `RAY_ASSETS_ROWS_PER_DAY` when it is set, with the broken day
+    `RAY_ASSETS_BAD_ROWS_DAY` names (none by default)."""
     # Imported here, not at the top: `definitions` imports `resources` to build its Definitions,
     # so a module-level import of `definitions.sources` would make `import resources.local`
     # (first) run `definitions/__init__` while this module is half-initialised.
     from definitions.sources import OrderSource
 
     rows = os.environ.get("RAY_ASSETS_ROWS_PER_DAY")
-    return OrderSource(rows_per_day=int(rows)) if rows else OrderSource()
+    bad_day = os.environ.get("RAY_ASSETS_BAD_ROWS_DAY", "")
+    if rows:
+        return OrderSource(rows_per_day=int(rows), bad_rows_day=bad_day)
+    return OrderSource(bad_rows_day=bad_day)

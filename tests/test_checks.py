@@ -68,7 +68,10 @@ def generate(batch: dict[str, np.ndarray], *, keys: list[str], bad: str, bad_day
     on_bad_day = days == bad_day
     if bad == "not_null_customer_id":
         customers = pa.array(
-            [None if b and i % 4 == 0 else int(i % 11) for i, b in zip(ids, on_bad_day, strict=True)],
+            [
+                None if b and i % 4 == 0 else int(i % 11)
+                for i, b in zip(ids, on_bad_day, strict=True)
+            ],
             pa.int64(),
         )
     elif bad == "unique_order_id":

@@ -330,3 +330,42 @@ def test_gpu_steps_run_in_a_pool_sized_to_the_gpus() -> None:
     assert size_gpu_pool(instance, 4) == 1  # a limit already set is kept ...
     assert size_gpu_pool(instance, 4, replace=True) == 4  # ... unless told to replace it
     assert instance.event_log_storage.get_concurrency_info("ray_gpu").slot_count == 4
+
+
+def test_a_day_with_broken_rows_is_refused_by_the_clean_orders_checks(
+    ray_session: str, tmp_path: Path
+) -> None:
+    """The generator's bad-rows day: clean_orders commits nothing, the check names the day."""
+    from definitions.assets import ASSETS, clean_orders, raw_orders
+    from ray_assets import materialize_partition_range
+    from resources.local import local_resources
+
+    resources = {
+        **local_resources(table_root=str(tmp_path)),
+        "order_source": OrderSource(
+            rows_per_day=400, customers=CUSTOMERS, seed=SEED, bad_rows_day=DAYS[1]
+        ),
+    }
+    with dg.instance_for_test() as instance:
+        result = materialize_partition_range(
+            ASSETS,
+            DAYS[0],
+            DAYS[-1],
+            selection=[raw_orders, clean_orders],
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not result.success
+        assert instance.get_materialized_partitions(dg.AssetKey("clean_orders")) == set()
+    verdicts = {
+        (e.event_specific_data.check_name, e.event_specific_data.partition): e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert not verdicts[("between_quantity", DAYS[1])].passed
+    assert verdicts[("between_quantity", DAYS[0])].passed
+    assert verdicts[("between_quantity", DAYS[2])].passed
+    assert "100000" in verdicts[("between_quantity", DAYS[1])].metadata["offending_values"].value
+    assert not (tmp_path / "clean_orders" / "_delta_log").exists()
+    assert delta_log_rows(tmp_path / "raw_orders") == dict.fromkeys(DAYS, 400)
