@@ -314,3 +314,38 @@ def test_checks_become_asset_check_specs_and_freshness_a_policy() -> None:
         ray_asset(checks=[dg.AssetCheckSpec("x", asset="y")])(lambda: None)
     with pytest.raises(ValueError, match="low bound is above"):
         checks.between("amount", 5, 1)
+
+
+def test_a_rerun_of_a_committed_write_reports_the_results_it_committed_with(
+    ray_session, tmp_path
+) -> None:
+    import ray.data
+
+    from ray_assets import DeltaStore, PartitionSlice
+    from ray_assets.checks.gate import CheckGate, CheckResults
+
+    rules = [checks.between("amount", 0, 5, blocking=False), checks.row_count(min=1)]
+    store = DeltaStore(str(tmp_path / "orders"))
+    data = pa.table({"order_date": ["2024-01-01"] * 3, "amount": [1.0, 7.0, 9.0]})
+    key = PartitionSlice.from_keys(DAILY, ["2024-01-01"], "order_date", asset_key="orders")
+    first_gate, second_gate = CheckGate(rules), CheckGate(rules)
+    first = store.write(
+        ray.data.from_arrow(data),
+        key,
+        write_id="run-1",
+        observer=first_gate.observer(),
+        gate=first_gate,
+    )
+    again = store.write(
+        ray.data.from_arrow(data),
+        key,
+        write_id="run-1",
+        observer=second_gate.observer(),
+        gate=second_gate,
+    )
+    assert first.committed and not again.committed
+    assert again.table_version == first.table_version
+    results = CheckResults.from_record(rules, again.gate_record)
+    warned = results.verdicts["between_amount"]["2024-01-01"]
+    assert not warned.passed and warned.failed_rows == 2 and warned.samples == ("7.0", "9.0")
+    assert results.verdicts["row_count"]["2024-01-01"].passed

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ray_assets.checks.rules import Check, RowCheck, Seen, Verdict, WrittenData
+from ray_assets.checks.rules import Check, RowCheck, Seen, Verdict, WrittenData, sorted_run
 from ray_assets.errors import CheckFailedError
 
 _RECORD_VERSION = 1
@@ -44,6 +44,8 @@ class RowCheckObserver:
     def finish(
         self, state: dict[tuple[str, tuple[str, ...]], Seen]
     ) -> dict[tuple[str, tuple[str, ...]], Seen]:
+        for seen in state.values():
+            seen.hashes = sorted_run(seen.hashes)
         return state
 
 

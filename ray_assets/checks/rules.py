@@ -259,9 +259,7 @@ class Unique(RowCheck):
         verdicts = {}
         for key in data.rows:
             part = seen.get(key)
-            hashes = np.concatenate(part.hashes) if part and part.hashes else np.empty(0, np.uint64)
-            values, counts = np.unique(hashes, return_counts=True)
-            repeated = values[counts > 1]
+            repeated = repeated_hashes(part.hashes if part else [])
             if not len(repeated):
                 verdicts[key] = Verdict(passed=True)
                 continue
@@ -409,6 +407,25 @@ class Expression(RowCheck):
 
     def failure_text(self, failed_rows: int) -> str:
         return f"{failed_rows:,} row(s) break the rule {self.text}"
+
+
+def sorted_run(hashes: list[np.ndarray]) -> list[np.ndarray]:
+    """A task's hashes of one partition as one sorted array: the sorting happens in parallel in
+    the write tasks, and the driver only merges sorted runs."""
+    if not hashes:
+        return []
+    merged = np.concatenate(hashes) if len(hashes) > 1 else hashes[0]
+    return [np.sort(merged, kind="stable")]
+
+
+def repeated_hashes(runs: list[np.ndarray]) -> np.ndarray:
+    """The values that occur more than once in sorted `runs` (a stable sort of concatenated
+    sorted runs is a merge: timsort finds the runs)."""
+    if not runs:
+        return np.empty(0, np.uint64)
+    merged = np.sort(np.concatenate(runs), kind="stable") if len(runs) > 1 else runs[0]
+    repeats = merged[1:][merged[1:] == merged[:-1]]
+    return np.unique(repeats) if len(repeats) else repeats
 
 
 def row_hashes(keys: pa.Table) -> np.ndarray:
