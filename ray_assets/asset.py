@@ -157,7 +157,14 @@ def ray_asset(
             *check_specs(value_checks, asset_key, partitions_def),
         ]
         if freshness:
+            if asset_kwargs.get("freshness_policy") is not None:
+                raise ValueError(
+                    f"Asset '{name}': give checks.freshness(...) or freshness_policy=, not both"
+                )
+            from ray_assets.checks.dagster_freshness import FRESHNESS_KEY, freshness_record
+
             asset_kwargs["freshness_policy"] = freshness[0].policy()
+            definition_metadata[FRESHNESS_KEY] = freshness_record(freshness[0])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", dg.BetaWarning)
             return dg.asset(

@@ -349,3 +349,49 @@ def test_a_rerun_of_a_committed_write_reports_the_results_it_committed_with(
     warned = results.verdicts["between_amount"]["2024-01-01"]
     assert not warned.passed and warned.failed_rows == 2 and warned.samples == ("7.0", "9.0")
     assert results.verdicts["row_count"]["2024-01-01"].passed
+
+
+def test_freshness_checks_are_dagsters_for_the_assets_that_declare_one(
+    ray_session, tmp_path
+) -> None:
+    import datetime as dt
+
+    @ray_asset(checks=[checks.freshness(dt.timedelta(hours=2))])
+    def dimension():
+        return pa.table({"id": [1, 2]})
+
+    daily_asset = orders_asset([checks.freshness(dt.timedelta(days=1), deadline_cron="0 9 * * *")])
+    built = checks.freshness_checks([dimension, daily_asset, orders_asset([])])
+    *check_defs, sensor = built
+    assert sensor.name == "freshness_checks_sensor"
+    keys = {key.asset_key.to_user_string() for d in check_defs for key in d.check_keys}
+    assert keys == {"dimension", "orders"}
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [dimension, *check_defs[:1]], resources=resources(tmp_path), instance=instance
+        )
+    assert result.success
+    (evaluation,) = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    assert evaluation.passed  # materialized a moment ago
+
+
+def test_checks_on_an_asset_stored_outside_delta_fail_saying_so(ray_session, tmp_path) -> None:
+    from ray_assets.connectors.sql import SqlDatabase, SqlIOManager
+
+    @ray_asset(io_manager_key="sql_io_manager", checks=[checks.not_null("id")])
+    def exported():
+        return pa.table({"id": [1, None]})
+
+    database = SqlDatabase(url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    result = dg.materialize(
+        [exported],
+        resources={"ray": RayResource(), "sql_io_manager": SqlIOManager(database=database)},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert "Store it with a DeltaIOManager" in failure_text(result)
+    assert not database.has_table("exported")

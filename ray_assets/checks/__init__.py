@@ -48,6 +48,7 @@ __all__ = [
     "between",
     "expression",
     "freshness",
+    "freshness_checks",
     "not_null",
     "row_count",
     "schema",
@@ -204,3 +205,13 @@ def freshness(
     if deadline_cron is not None and warn_after is not None:
         raise ValueError("freshness(): a deadline_cron policy has no warn_after")
     return Freshness(fail_after, warn_after, deadline_cron, timezone)
+
+
+def freshness_checks(
+    assets: Iterable[Any], *, sensor_name: str = "freshness_checks_sensor"
+) -> list[Any]:
+    """Dagster's freshness checks (and their sensor) for the assets that declare
+    `checks.freshness(...)`; see `ray_assets.checks.dagster_freshness`."""
+    from ray_assets.checks.dagster_freshness import freshness_checks as build
+
+    return build(list(assets), sensor_name=sensor_name)
