@@ -29,7 +29,7 @@ from tests.conftest import delta_log_rows, delta_version, file_digests
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
-DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
+DAYS = [f"2024-01-0{day}" for day in range(1, 9)]
 ROWS = 20
 STATUSES = ("paid", "returned")
 
@@ -56,21 +56,36 @@ ALL_CHECKS = [
 ]
 
 
-def generate(batch: dict[str, np.ndarray], *, keys: list[str], bad: str, bad_day: str, log: str):
-    """Orders of `keys`; on `bad_day`, broken in the way `bad` names."""
+def generate(batch: dict[str, np.ndarray], *, keys: list[str], breaks: dict[str, str], log: str):
+    """Orders of `keys`; on each day of `breaks`, broken in the way it names."""
+    table = None
+    for bad_day, bad in (breaks or {"": ""}).items():
+        table = _broken(batch, keys, bad, bad_day, table)
+    with open(log, "a") as out:  # one line per call: how many times the pipeline ran
+        out.write(f"{len(batch['id'])}\n")
+    return table
+
+
+def _broken(batch, keys, bad, bad_day, before):
     ids = batch["id"]
     days = np.array(keys, dtype=object)[ids // ROWS]
-    amounts = (ids % 7).astype(float) + 1.0
-    status = np.where(ids % 5 == 0, "returned", "paid").astype(object)
-    amounts = np.where(status == "returned", -amounts, amounts)
-    customers = pa.array(ids % 11, pa.int64())
-    order_ids = ids.copy()
+    if before is None:
+        amounts = (ids % 7).astype(float) + 1.0
+        status = np.where(ids % 5 == 0, "returned", "paid").astype(object)
+        amounts = np.where(status == "returned", -amounts, amounts)
+        customers = pa.array(ids % 11, pa.int64())
+        order_ids = ids.copy()
+    else:
+        amounts = before["amount"].to_numpy(zero_copy_only=False)
+        status = before["status"].to_numpy(zero_copy_only=False).astype(object)
+        customers = before["customer_id"]
+        order_ids = before["order_id"].to_numpy(zero_copy_only=False)
     on_bad_day = days == bad_day
     if bad == "not_null_customer_id":
         customers = pa.array(
             [
-                None if b and i % 4 == 0 else int(i % 11)
-                for i, b in zip(ids, on_bad_day, strict=True)
+                None if b and i % 4 == 0 else c
+                for i, b, c in zip(ids, on_bad_day, customers.to_pylist(), strict=True)
             ],
             pa.int64(),
         )
@@ -95,12 +110,10 @@ def generate(batch: dict[str, np.ndarray], *, keys: list[str], bad: str, bad_day
         table = table.filter(pa.array(~on_bad_day | (ids % ROWS < 3)))
     if bad == "schema":
         table = table.append_column("note", pa.array(["x"] * table.num_rows))
-    with open(log, "a") as out:  # one line per call: how many times the pipeline ran
-        out.write(f"{len(ids)}\n")
     return table
 
 
-def orders_asset(check_list, *, bad: str = "", bad_day: str = "", log: str = "/dev/null"):
+def orders_asset(check_list, *, breaks: dict[str, str] | None = None, log: str = "/dev/null"):
     @ray_asset(
         name="orders", partitions_def=DAILY, partition_column="order_date", checks=check_list
     )
@@ -111,7 +124,7 @@ def orders_asset(check_list, *, bad: str = "", bad_day: str = "", log: str = "/d
         return ray.data.range(ROWS * len(keys), override_num_blocks=2).map_batches(
             generate,
             batch_format="numpy",
-            fn_kwargs={"keys": keys, "bad": bad, "bad_day": bad_day, "log": log},
+            fn_kwargs={"keys": keys, "breaks": breaks or {}, "log": log},
         )
 
     return orders
@@ -167,23 +180,34 @@ def good_table(ray_session, tmp_path_factory) -> tuple[Path, int, dict[str, str]
     return root, delta_version(table), file_digests(table)
 
 
-BREAKS = {
-    "not_null_customer_id": ("not_null_customer_id", 5, ()),
-    "unique_order_id": ("unique_order_id", 20, ("20 ×2", "22 ×2")),
-    "between_amount": ("between_amount", 2, ("1023.0", "1033.0")),
-    "accepted_values_status": ("accepted_values_status", 2, ("'lost'",)),
-    "row_count": ("row_count", 0, ()),
-    "returns_are_negative": ("returns_are_negative", 4, ("{'status': 'returned', 'amount': 9.0}",)),
+BREAK_DAYS = {  # one check broken per day; 2024-01-01 and 2024-01-08 stay good
+    "2024-01-02": "not_null_customer_id",
+    "2024-01-03": "unique_order_id",
+    "2024-01-04": "between_amount",
+    "2024-01-05": "accepted_values_status",
+    "2024-01-06": "returns_are_negative",
+    "2024-01-07": "row_count",  # last: it drops rows
 }
 
 
-@pytest.mark.parametrize("bad", sorted(BREAKS))
-def test_a_broken_day_fails_its_check_and_commits_nothing(good_table, bad) -> None:
+def expected_failure(day: str, name: str) -> tuple[int, list[str]]:
+    """(failed rows, some offending values) of check `name` broken on `day` by `generate`."""
+    base = DAYS.index(day) * ROWS
+    return {
+        "not_null_customer_id": (5, []),
+        "unique_order_id": (20, [f"{base} ×2", f"{base + 2} ×2"]),
+        "between_amount": (2, [f"{1000.0 + base + 3}", f"{1000.0 + base + 13}"]),
+        "accepted_values_status": (2, ["'lost'"]),
+        "returns_are_negative": (4, ["{'status': 'returned', 'amount': 9.0}"]),
+        "row_count": (0, []),
+    }[name]
+
+
+def test_each_broken_day_fails_its_own_check_and_nothing_is_committed(good_table) -> None:
     root, version, digests = good_table
-    name, failed_rows, samples = BREAKS[bad]
     with dg.instance_for_test() as instance:
         result = materialize_partition_range(
-            [orders_asset(ALL_CHECKS, bad=bad, bad_day="2024-01-02")],
+            [orders_asset(ALL_CHECKS, breaks=BREAK_DAYS)],
             DAYS[0],
             DAYS[-1],
             resources=resources(root),
@@ -196,28 +220,32 @@ def test_a_broken_day_fails_its_check_and_commits_nothing(good_table, bad) -> No
     assert delta_version(table) == version  # no new version
     assert file_digests(table) == digests  # the earlier content, intact
     found = evaluations(result)
-    broken = found[(name, "2024-01-02")]
-    assert not broken.passed
-    assert broken.metadata["failed_rows"].value == failed_rows
-    assert broken.severity == dg.AssetCheckSeverity.ERROR
-    if samples:
-        shown = broken.metadata["offending_values"].value
-        assert all(sample in shown for sample in samples), shown
-    for day in ("2024-01-01", "2024-01-03"):
-        assert found[(name, day)].passed  # only the broken day fails
-    others = [c.name for c in ALL_CHECKS if c.name != name]
-    assert all(found[(other, "2024-01-02")].passed for other in others)
     message = failure_text(result)
-    assert "asset 'orders'" in message and "partition '2024-01-02'" in message
-    assert f"check '{name}'" in message and "nothing was committed" in message
-    for sample in samples:
-        assert sample in message
+    assert "asset 'orders', partitions '2024-01-01'..'2024-01-08'" in message
+    assert "nothing was committed" in message
+    assert f"{len(BREAK_DAYS)} blocking check result(s) failed" in message
+    for check in ALL_CHECKS:
+        for day in DAYS:
+            verdict = found[(check.name, day)]
+            if BREAK_DAYS.get(day) != check.name:
+                assert verdict.passed, (check.name, day)  # only its own day fails
+                continue
+            failed_rows, samples = expected_failure(day, check.name)
+            assert not verdict.passed and verdict.severity == dg.AssetCheckSeverity.ERROR
+            assert verdict.metadata["failed_rows"].value == failed_rows, check.name
+            assert verdict.metadata["partition"].value == day
+            if samples:
+                shown = verdict.metadata["offending_values"].value
+                assert all(sample in shown for sample in samples), shown
+            assert f"check '{check.name}'" in message and f"on partition '{day}'" in message
+            for sample in samples:
+                assert sample in message
 
 
 def test_the_schema_check_fails_a_first_write_and_creates_no_table(ray_session, tmp_path) -> None:
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [orders_asset(ALL_CHECKS, bad="schema", bad_day="2024-01-02")],
+            [orders_asset(ALL_CHECKS, breaks={"2024-01-02": "schema"})],
             partition_key="2024-01-02",
             resources=resources(tmp_path),
             instance=instance,
@@ -240,7 +268,7 @@ def test_a_single_key_run_reports_every_failed_check_for_its_key(good_table) -> 
     ]
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [orders_asset(failing, bad="not_null_customer_id", bad_day="2024-01-02")],
+            [orders_asset(failing, breaks={"2024-01-02": "not_null_customer_id"})],
             partition_key="2024-01-02",
             resources=resources(root),
             instance=instance,
@@ -268,23 +296,19 @@ def test_a_failed_non_blocking_check_commits_and_warns(ray_session, tmp_path) ->
     log = tmp_path / "calls.log"
     with dg.instance_for_test() as instance:
         result = materialize_partition_range(
-            [orders_asset(warn_only, bad="between_amount", bad_day="2024-01-03", log=str(log))],
+            [orders_asset(warn_only, breaks={"2024-01-03": "between_amount"}, log=str(log))],
             DAYS[0],
             DAYS[-1],
             resources=resources(tmp_path),
             instance=instance,
         )
-        assert result.success
+        assert result.success, failure_text(result)
         assert instance.get_materialized_partitions(dg.AssetKey("orders")) == set(DAYS)
         history = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey("orders"), "between_amount"), limit=10
         )
         statuses = {r.partition: r.status.value for r in history if r.partition}
-        assert statuses == {
-            "2024-01-01": "SUCCEEDED",
-            "2024-01-02": "SUCCEEDED",
-            "2024-01-03": "FAILED",
-        }
+        assert statuses == {day: "FAILED" if day == "2024-01-03" else "SUCCEEDED" for day in DAYS}
     assert delta_log_rows(tmp_path / "orders") == dict.fromkeys(DAYS, ROWS)
     warned = evaluations(result)[("between_amount", "2024-01-03")]
     assert not warned.passed and warned.severity == dg.AssetCheckSeverity.WARN
