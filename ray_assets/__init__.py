@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 from ray_assets._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from ray_assets import checks
     from ray_assets.actor_pools import ActorPool, gpu_pool, size_gpu_pool
     from ray_assets.aggregates import ROWS, aggregate_by
     from ray_assets.asset import ray_asset
     from ray_assets.errors import (
         ActorPoolError,
+        CheckFailedError,
         CommitError,
         ConcurrentWriteError,
         PartitionColumnError,
@@ -50,6 +52,7 @@ _EXPORTS = {
     "ROWS": "ray_assets.aggregates",
     "aggregate_by": "ray_assets.aggregates",
     "ray_asset": "ray_assets.asset",
+    "CheckFailedError": "ray_assets.errors",
     "CommitError": "ray_assets.errors",
     "ConcurrentWriteError": "ray_assets.errors",
     "PartitionColumnError": "ray_assets.errors",
@@ -62,6 +65,7 @@ _EXPORTS = {
     "UnsupportedTableError": "ray_assets.errors",
     "DeltaIOManager": "ray_assets.io_manager",
     "broadcast_join": "ray_assets.joins",
+    "checks": "ray_assets.checks",
     "shuffle_partitions": "ray_assets.joins",
     "lookup": "ray_assets.lookups",
     "PartitionSlice": "ray_assets.partition_slice",
@@ -93,6 +97,7 @@ __all__ = [
     "save_model",
     "size_gpu_pool",
     "ROWS",
+    "CheckFailedError",
     "CommitError",
     "ConcurrentWriteError",
     "DeltaIOManager",
@@ -111,6 +116,7 @@ __all__ = [
     "WriteResult",
     "aggregate_by",
     "broadcast_join",
+    "checks",
     "lookup",
     "materialize_partition_range",
     "partition_range_tags",

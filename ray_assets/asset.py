@@ -112,7 +112,7 @@ def ray_asset(
         ]
 
         @functools.wraps(fn)
-        def body(context: dg.AssetExecutionContext, **kwargs: Any) -> dg.MaterializeResult:
+        def body(context: dg.AssetExecutionContext, **kwargs: Any) -> Iterator[Any]:
             _refuse_empty_selection(context)
             for resource_name in resource_names:
                 kwargs[resource_name] = getattr(context.resources, resource_name)

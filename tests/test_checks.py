@@ -56,10 +56,10 @@ ALL_CHECKS = [
 ]
 
 
-def generate(batch: dict[str, np.ndarray], *, keys: list[str], breaks: dict[str, str], log: str):
-    """Orders of `keys`; on each day of `breaks`, broken in the way it names."""
+def generate(batch: dict[str, np.ndarray], *, keys: list[str], breaks: list, log: str):
+    """Orders of `keys`, broken on each (day, way) of `breaks` in that way."""
     table = None
-    for bad_day, bad in (breaks or {"": ""}).items():
+    for bad_day, bad in breaks or [("", "")]:
         table = _broken(batch, keys, bad, bad_day, table)
     with open(log, "a") as out:  # one line per call: how many times the pipeline ran
         out.write(f"{len(batch['id'])}\n")
@@ -113,7 +113,7 @@ def _broken(batch, keys, bad, bad_day, before):
     return table
 
 
-def orders_asset(check_list, *, breaks: dict[str, str] | None = None, log: str = "/dev/null"):
+def orders_asset(check_list, *, breaks: dict | list | None = None, log: str = "/dev/null"):
     @ray_asset(
         name="orders", partitions_def=DAILY, partition_column="order_date", checks=check_list
     )
@@ -121,10 +121,11 @@ def orders_asset(check_list, *, breaks: dict[str, str] | None = None, log: str =
         import ray.data
 
         keys = list(context.partition_keys)
+        pairs = list(breaks.items()) if isinstance(breaks, dict) else list(breaks or [])
         return ray.data.range(ROWS * len(keys), override_num_blocks=2).map_batches(
             generate,
             batch_format="numpy",
-            fn_kwargs={"keys": keys, "breaks": breaks or {}, "log": log},
+            fn_kwargs={"keys": keys, "breaks": pairs, "log": log},
         )
 
     return orders
@@ -259,31 +260,45 @@ def test_the_schema_check_fails_a_first_write_and_creates_no_table(ray_session, 
     assert not list((tmp_path / "orders").rglob("*.parquet"))  # its files were removed
 
 
-def test_a_single_key_run_reports_every_failed_check_for_its_key(good_table) -> None:
+def test_single_key_runs_fail_every_broken_check_and_pass_a_good_day(good_table) -> None:
     root, version, digests = good_table
-    failing = [
-        checks.not_null("customer_id"),
-        checks.unique("order_id"),
-        checks.accepted_values("status", ["paid"]),  # returns exist every day
-    ]
+    day = "2024-01-02"
+    key_checks = [c for c in ALL_CHECKS if c.name != "row_count"] + [checks.row_count(min=21)]
+    breaks = [(day, name) for name in BREAK_DAYS.values() if name != "row_count"]
     with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [orders_asset(failing, breaks={"2024-01-02": "not_null_customer_id"})],
-            partition_key="2024-01-02",
+        broken = dg.materialize(
+            [orders_asset(key_checks, breaks=breaks)],
+            partition_key=day,
             resources=resources(root),
             instance=instance,
             raise_on_error=False,
         )
-        assert not result.success
-        history = instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(dg.AssetKey("orders"), "accepted_values_status"), limit=5
+        assert not broken.success
+        good = dg.materialize(
+            [orders_asset(ALL_CHECKS)],  # row_count(min=10): a good day passes every check
+            partition_key="2024-01-08",
+            resources=resources(root / "copy"),
+            instance=instance,
         )
-        assert [(r.partition, r.status.value) for r in history] == [("2024-01-02", "FAILED")]
-    found = evaluations(result)
-    assert not found[("not_null_customer_id", "2024-01-02")].passed
-    assert found[("unique_order_id", "2024-01-02")].passed
-    assert not found[("accepted_values_status", "2024-01-02")].passed
-    assert "2 blocking check result(s) failed" in failure_text(result)
+        assert good.success
+        for check in key_checks:
+            history = instance.event_log_storage.get_asset_check_execution_history(
+                dg.AssetCheckKey(dg.AssetKey("orders"), check.name), limit=5
+            )
+            statuses = {(r.partition, r.status.value) for r in history}
+            expected = "SUCCEEDED" if check.name == "schema" else "FAILED"
+            assert statuses == {(day, expected), ("2024-01-08", "SUCCEEDED")}, check.name
+    found = evaluations(broken)
+    for name in BREAK_DAYS.values():
+        if name == "row_count":
+            assert (
+                "20 row(s), fewer than the minimum 21"
+                in found[(name, day)].metadata["detail"].value
+            )
+            continue
+        failed_rows, samples = expected_failure(day, name)
+        assert found[(name, day)].metadata["failed_rows"].value == failed_rows, name
+    assert f"{len(key_checks) - 1} blocking check result(s) failed" in failure_text(broken)
     assert delta_version(root / "orders") == version
     assert file_digests(root / "orders") == digests
 

@@ -364,6 +364,8 @@ def test_a_day_with_broken_rows_is_refused_by_the_clean_orders_checks(
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     }
     assert not verdicts[("between_quantity", DAYS[1])].passed
+    assert not verdicts[("unique_order_id", DAYS[1])].passed
+    assert verdicts[("unique_order_id", DAYS[0])].passed
     assert verdicts[("between_quantity", DAYS[0])].passed
     assert verdicts[("between_quantity", DAYS[2])].passed
     assert "100000" in verdicts[("between_quantity", DAYS[1])].metadata["offending_values"].value

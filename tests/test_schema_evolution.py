@@ -150,7 +150,10 @@ def test_ray_asset_and_io_manager_carry_the_policy(ray_session, tmp_path) -> Non
         return ray.data.from_arrow(state["table"].filter(pc.field("day") == context.partition_key))
 
     @dg.asset(
-        partitions_def=DAILY, io_manager_key="delta_io_manager", metadata={"partition_expr": "day"}
+        partitions_def=DAILY,
+        io_manager_key="delta_io_manager",
+        metadata={"partition_expr": "day"},
+        backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def plain(context: dg.AssetExecutionContext):
         return ray.data.from_arrow(state["table"].filter(pc.field("day") == context.partition_key))

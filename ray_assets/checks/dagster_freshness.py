@@ -39,9 +39,10 @@ def freshness_checks(
         # builders superseded; they remain the way to get freshness as check results.
         warnings.simplefilter("ignore", dg.SupersessionWarning)
         found = _checks(assets)
-    if not found:
-        return []
-    return [*found, dg.build_sensor_for_freshness_checks(freshness_checks=found, name=sensor_name)]
+        if not found:
+            return []
+        sensor = dg.build_sensor_for_freshness_checks(freshness_checks=found, name=sensor_name)
+    return [*found, sensor]
 
 
 def _checks(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetChecksDefinition]:
