@@ -73,3 +73,8 @@ class CheckFailedError(RayAssetsError):
     def __init__(self, message: str, *, results: object = None) -> None:
         super().__init__(message)
         self.results = results
+
+
+class ObjectStoreError(RayAssetsError):
+    """The object store holding a table failed (no such bucket, access refused, an unreachable
+    endpoint). The message names the table, never a secret; nothing was read or written."""

@@ -58,8 +58,14 @@ def run_writer(
     for scenario in scenarios:
         for round_index in range(scenario["rounds"]):
             day = day_of(0 if scenario.get("same_day") else round_index)
+            if scenario.get("own_day"):  # each writer its own partition of the round
+                day = day_of(2 * round_index + (writer == "b"))
             uri = scenario["uri"].format(round=round_index)
-            store = DeltaStore(uri, on_concurrent_write=scenario["mode"])
+            store = DeltaStore(
+                uri,
+                on_concurrent_write=scenario["mode"],
+                storage_options=scenario.get("storage_options"),
+            )
             data = ray.data.from_arrow(rows_of(writer, day, scenario["amount_type"][writer]))
             partition = PartitionSlice.from_keys(daily, [day], "order_date", asset_key="orders")
             barrier.wait(timeout=120)  # both start the round after both finished the last one

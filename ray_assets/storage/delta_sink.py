@@ -33,6 +33,7 @@ from ray_assets.storage.arrow_schema import (
 from ray_assets.storage.file_stats import FileStats, TaskWriteReport, column_statistics
 from ray_assets.storage.filesystem import resolve_filesystem
 from ray_assets.storage.schema_evolution import SchemaEvolution, evolve, merge
+from ray_assets.storage.worker_options import WorkerOptions
 
 if TYPE_CHECKING:
     from ray.data.datasource.datasink import WriteResult
@@ -96,7 +97,7 @@ class DeltaFilesSink(Datasink):
         observer: BlockObserver | None = None,
     ) -> None:
         self._table_uri = table_uri
-        self._storage_options = dict(storage_options or {})
+        self._storage_options = WorkerOptions(storage_options or {})
         self._partition_columns = partition_columns
         self._partition_slice = partition_slice
         self._allowed_values: frozenset[tuple[str, ...]] | None = None
@@ -113,7 +114,7 @@ class DeltaFilesSink(Datasink):
 
     # ------------------------------------------------------------------ worker side
     def write(self, blocks: Iterable[Any], ctx: Any) -> TaskWriteReport:
-        filesystem, root = resolve_filesystem(self._table_uri, self._storage_options)
+        filesystem, root = resolve_filesystem(self._table_uri, self._storage_options.get())
         report = TaskWriteReport()
         seen = self._observer.start() if self._observer is not None else None
         for block_index, block in enumerate(blocks):

@@ -25,6 +25,7 @@ from ray.data.datasource import Datasource, ReadTask  # noqa: TID253
 from ray_assets.cluster import cluster_cpus
 from ray_assets.partition_slice import partition_value_scalar
 from ray_assets.storage.filesystem import resolve_filesystem
+from ray_assets.storage.worker_options import WorkerOptions
 
 _BATCH_ROWS = 128 * 1024
 _TASKS_PER_CPU = 4
@@ -117,13 +118,13 @@ class DeltaFilesDatasource(FileGroupsDatasource):
             n for n in self.output_schema.names if n not in self._partition_columns
         ]
         self._table_uri = table_uri
-        self._storage_options = dict(storage_options or {})
+        self._storage_options = WorkerOptions(storage_options or {})
 
     def get_name(self) -> str:
         return "DeltaTable"
 
     def _read_files(self, files: Sequence[DataFile]) -> Iterator[pa.Table]:
-        filesystem, _ = resolve_filesystem(self._table_uri, self._storage_options)
+        filesystem, _ = resolve_filesystem(self._table_uri, self._storage_options.get())
         for file in files:
             with filesystem.open_input_file(file.path) as handle:
                 parquet = pq.ParquetFile(handle)

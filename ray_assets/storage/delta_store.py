@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_assets.errors import (
+    ObjectStoreError,
     PartitionColumnError,
     RayAssetsError,
     SchemaMismatchError,
@@ -41,7 +42,13 @@ from ray_assets.storage.delta_commit import (
     commit_version,
     refuse_unknown_policy,
 )
-from ray_assets.storage.filesystem import normalize_table_uri, redact_uri, resolve_filesystem
+from ray_assets.storage.filesystem import (
+    normalize_table_uri,
+    object_store_options,
+    redact_uri,
+    resolve_filesystem,
+    scrub_secrets,
+)
 from ray_assets.storage.ray_errors import pipeline_error
 from ray_assets.storage.schema_evolution import SchemaEvolution, merge
 from ray_assets.storage.schema_evolution import refuse_unknown_policy as refuse_unknown_evolution
@@ -159,7 +166,7 @@ class DeltaStore:
         on_concurrent_write: OnConcurrentWrite = "warn",
     ) -> None:
         self.table_uri = normalize_table_uri(table_uri)
-        self.storage_options = dict(storage_options or {})
+        self.storage_options = object_store_options(self.table_uri, storage_options)
         self.max_commit_attempts = max_commit_attempts
         self.max_commit_retries = max_commit_retries
         self.on_concurrent_write = refuse_unknown_policy(on_concurrent_write)
@@ -176,6 +183,13 @@ class DeltaStore:
             )
         except TableNotFoundError:
             return None
+        except OSError as error:  # the store itself failed: no bucket, refused, unreachable
+            raise ObjectStoreError(
+                f"table {redact_uri(self.table_uri)}: the object store could not be read, so "
+                "nothing was read or written. Check the bucket, the endpoint and the "
+                "credentials. Cause: "
+                + scrub_secrets(_first_lines(str(error)), self.storage_options)
+            ) from None
 
     def version(self) -> int | None:
         """The latest table version, or None when no table exists yet."""
@@ -536,6 +550,15 @@ class DeltaStore:
                 )
             )
         return files
+
+
+def _first_lines(text: str, lines: int = 6) -> str:
+    """delta-rs' error chain, one cause per line with terminal colours, as one short line."""
+    import re
+
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    parts = [part.strip(" ↳") for part in plain.splitlines() if part.strip(" ↳")]
+    return " <- ".join(parts[:lines])
 
 
 def schema_changes(before: pa.Schema, after: pa.Schema) -> list[str]:

@@ -23,6 +23,71 @@ _S3_OPTION_KEYS = {
 }
 
 
+_UNSAFE_RENAME = "aws_s3_allow_unsafe_rename"
+_OBJECT_STORE_DEFAULTS = {
+    # object_store's own defaults retry an unreachable endpoint for minutes (10 retries within
+    # 180 s, then again for every call): a run with a wrong endpoint would hang instead of
+    # failing. These bound one call to seconds; set the keys to override them.
+    "timeout": "120s",
+    "connect_timeout": "10s",
+    "max_retries": "3",
+    "retry_timeout": "30s",
+}
+_SECRET_WORDS = ("secret", "token", "password", "sas", "key")
+
+
+def object_store_options(uri: str, options: Mapping[str, str] | None) -> dict[str, str]:
+    """delta-rs storage options for the table at `uri`: the user's, checked, with bounded
+    timeouts for object stores.
+
+    `AWS_S3_ALLOW_UNSAFE_RENAME` is refused: delta-rs 1.x commits on S3 with conditional writes
+    (`If-None-Match`), which AWS S3 and current S3-compatible servers honour, so two writers can
+    never both write one log version. The unsafe rename would let a concurrent commit silently
+    replace another's.
+    """
+    result = dict(options or {})
+    unsafe = [k for k, v in result.items() if k.lower() == _UNSAFE_RENAME and _truthy(v)]
+    if unsafe:
+        from ray_assets.errors import RayAssetsError
+
+        raise RayAssetsError(
+            f"table {redact_uri(uri)}: storage option {unsafe[0]} would let two concurrent "
+            "commits overwrite each other's log entry (lost writes). ray_assets commits on S3 "
+            "with delta-rs' conditional writes (If-None-Match), which AWS S3, MinIO and other "
+            "current S3-compatible servers support; remove the option. A server without "
+            "conditional writes cannot hold a table that more than one writer commits to."
+        )
+    if urlsplit(uri).scheme not in ("", "file"):
+        lowered = {key.lower() for key in result}
+        for key, value in _OBJECT_STORE_DEFAULTS.items():
+            if key not in lowered:
+                result[key] = value
+    return result
+
+
+def scrub_secrets(text: str, options: Mapping[str, str] | None) -> str:
+    """`text` with the value of every secret-looking storage option replaced by `***`."""
+    for key, value in (options or {}).items():
+        if value and len(value) >= 4 and any(word in key.lower() for word in _SECRET_WORDS):
+            if "access_key_id" in key.lower():
+                continue  # an identifier, not a secret; it helps to see which key failed
+            text = text.replace(value, "***")
+    return text
+
+
+def _seconds(text: str) -> float:
+    """`"10s"`, `"500ms"`, `"2m"` or a bare number of seconds, as seconds."""
+    value = str(text).strip().lower()
+    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * factor
+    return float(value)
+
+
+def _truthy(value: object) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
 def normalize_table_uri(uri: str) -> str:
     """An absolute local path, or the URI unchanged for object stores."""
     scheme = urlsplit(uri).scheme
@@ -58,6 +123,17 @@ def resolve_filesystem(
                 if options.get(name):
                     kwargs[argument] = options[name]
                     break
+        lowered = {key.lower(): value for key, value in options.items()}
+        for argument, name in (
+            ("connect_timeout", "connect_timeout"),
+            ("request_timeout", "timeout"),
+        ):
+            if lowered.get(name):
+                kwargs[argument] = _seconds(lowered[name])
+        if lowered.get("max_retries"):
+            kwargs["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(
+                max_attempts=int(lowered["max_retries"]) + 1
+            )
         endpoint = str(kwargs.get("endpoint_override", ""))
         if endpoint.startswith("http://"):
             kwargs["scheme"] = "http"

@@ -21,6 +21,7 @@ import pyarrow.dataset as pads
 
 from ray_assets.storage.delta_source import _BATCH_ROWS, DataFile, FileGroupsDatasource
 from ray_assets.storage.filesystem import resolve_filesystem
+from ray_assets.storage.worker_options import WorkerOptions
 
 
 class ParquetFilesDatasource(FileGroupsDatasource):
@@ -46,7 +47,7 @@ class ParquetFilesDatasource(FileGroupsDatasource):
         self._columns = list(columns) if columns is not None else None
         self._row_filter = row_filter
         self._partitioning = partitioning
-        self._storage_options = dict(storage_options or {})
+        self._storage_options = WorkerOptions(storage_options or {})
         # Parquet hands over the file columns' dictionary pages as they are; pyarrow cannot
         # read hive folder values as dictionaries into a given schema, so those are encoded
         # after the read (one value per file: cheap).
@@ -64,7 +65,7 @@ class ParquetFilesDatasource(FileGroupsDatasource):
         return "ParquetFiles"
 
     def _read_files(self, files: Sequence[DataFile]) -> Iterator[pa.Table]:
-        filesystem, root = resolve_filesystem(self._root_uri, self._storage_options)
+        filesystem, root = resolve_filesystem(self._root_uri, self._storage_options.get())
         dataset = pads.dataset(
             [file.path for file in files],
             schema=self._read_schema,

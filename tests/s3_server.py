@@ -1,0 +1,93 @@
+"""A real S3-compatible server on loopback for the tests: moto's `ThreadedMotoServer`.
+
+It runs as its own process and speaks the S3 REST API over HTTP, including conditional writes (`If-None-Match: *` is
+refused with 412 once the key exists), which is what delta-rs 1.x commits with on S3. The
+credentials are throwaway values the server accepts; the secret key doubles as a canary that
+must never appear in logs, metadata, errors or Ray task arguments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+ACCESS_KEY = "ray-assets-test-key"
+SECRET_KEY = "canary-S3-secret-5b1d0c7e"  # a throwaway credential of the local server
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    bucket: str
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        """delta-rs storage options (also what the Ray tasks' pyarrow filesystem is made from)."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_REGION": REGION,
+            "AWS_ALLOW_HTTP": "true",
+        }
+
+    def uri(self, *parts: str) -> str:
+        return "/".join([f"s3://{self.bucket}", *parts])
+
+    def client(self):  # noqa: ANN201 - boto3's client type is generated
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name=REGION,
+        )
+
+
+@contextlib.contextmanager
+def running_server(bucket: str = "lake") -> Iterator[S3Server]:
+    """Start the server in its own process on a free loopback port, with one bucket; stop it at
+    the end. (In the test process, its threads would wait for the GIL while a delta-rs call
+    that holds it waits for them.)"""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        running = S3Server(endpoint=f"http://127.0.0.1:{port}", bucket=bucket)
+        _wait_until_listening(port, process, log)
+        running.client().create_bucket(Bucket=bucket)
+        yield running
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _wait_until_listening(port: int, process: subprocess.Popen, log) -> None:  # noqa: ANN001
+    """Connect until the server accepts (a readiness probe, not a sleep)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"the S3 server exited: {log.read().decode()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)  # polling a port that is not open yet
+    raise RuntimeError("the S3 server did not listen within 60 s")
