@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         UnstorableValueError,
         UnsupportedTableError,
     )
+    from ray_assets.external_delta import external_delta_table
     from ray_assets.io_manager import DeltaIOManager
     from ray_assets.joins import broadcast_join, shuffle_partitions
     from ray_assets.lookups import lookup
@@ -64,6 +65,7 @@ _EXPORTS = {
     "UnstorableValueError": "ray_assets.errors",
     "UnsupportedTableError": "ray_assets.errors",
     "DeltaIOManager": "ray_assets.io_manager",
+    "external_delta_table": "ray_assets.external_delta",
     "broadcast_join": "ray_assets.joins",
     "checks": "ray_assets.checks",
     "shuffle_partitions": "ray_assets.joins",
@@ -117,6 +119,7 @@ __all__ = [
     "aggregate_by",
     "broadcast_join",
     "checks",
+    "external_delta_table",
     "lookup",
     "materialize_partition_range",
     "partition_range_tags",

@@ -76,8 +76,12 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         return join_uri(self.root_uri, *asset_key.path)
 
     def store_for(self, asset_key: dg.AssetKey) -> DeltaStore:
+        return self.store_at(self.table_uri(asset_key))
+
+    def store_at(self, table_uri: str) -> DeltaStore:
+        """The table at `table_uri` with this IO manager's storage options and commit policy."""
         return DeltaStore(
-            self.table_uri(asset_key),
+            table_uri,
             storage_options=self.storage_options,
             max_commit_attempts=self.max_commit_attempts,
             on_concurrent_write=self.on_concurrent_write,
@@ -170,7 +174,11 @@ class DeltaIOManager(dg.ConfigurableIOManager):
     # ------------------------------------------------------------------ loading
     def load_input(self, context: dg.InputContext) -> Any:
         columns = (context.definition_metadata or {}).get("columns")
-        store = self.store_for(context.asset_key)
+        upstream = context.upstream_output
+        external = ((upstream.definition_metadata if upstream else None) or {}).get(
+            "ray_assets/table_uri"
+        )  # an external table (`external_delta_table`) lives where it says
+        store = self.store_at(external) if external else self.store_for(context.asset_key)
         if context.has_asset_partitions and not context.asset_partition_keys:
             # The mapping selects no partition (a self-dependent asset's first partition): an
             # empty input, as Dagster's database IO managers give.

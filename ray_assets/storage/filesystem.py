@@ -18,7 +18,7 @@ _S3_OPTION_KEYS = {
     "access_key": ("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
     "secret_key": ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
     "session_token": ("AWS_SESSION_TOKEN", "aws_session_token"),
-    "region": ("AWS_REGION", "aws_region", "AWS_DEFAULT_REGION"),
+    "region": ("AWS_REGION", "aws_region", "AWS_DEFAULT_REGION", "region"),
     "endpoint_override": ("AWS_ENDPOINT_URL", "aws_endpoint_url", "AWS_ENDPOINT", "endpoint"),
 }
 
