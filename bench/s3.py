@@ -98,7 +98,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         def write_delta(name: str, n: int) -> None:
             store = DeltaStore(s3.uri(name), storage_options=options)
             result = store.write(
-                dataset(n, days), PartitionSlice.from_keys(daily, days, "order_date")
+                dataset(n, days),
+                PartitionSlice.from_keys(daily, days, "order_date", asset_key="orders"),
             )
             if result.rows_written != n:
                 raise VerificationError(f"{name}: {result.rows_written} rows, expected {n}")
@@ -119,8 +120,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
             if written != n:
                 raise VerificationError(f"{name}: {written} rows in the files, expected {n}")
 
-        write_delta("warmup-delta", 100_000)
-        write_parquet("warmup-parquet", 100_000)
+        warm = (100_000 // len(days)) * len(days)
+        write_delta("warmup-delta", warm)
+        write_parquet("warmup-parquet", warm)
         writes: dict[str, list[float]] = {"delta": [], "parquet": []}
         for repeat in range(args.repeats):
             order = ("delta", "parquet") if repeat % 2 == 0 else ("parquet", "delta")
@@ -134,8 +136,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
                 )
 
         store = DeltaStore(s3.uri("delta-0"), storage_options=options)
-        whole = PartitionSlice.from_keys(daily, days, "order_date")
-        one = PartitionSlice.from_keys(daily, [days[len(days) // 2]], "order_date")
+        whole = PartitionSlice.from_keys(daily, days, "order_date", asset_key="orders")
+        one = PartitionSlice.from_keys(
+            daily, [days[len(days) // 2]], "order_date", asset_key="orders"
+        )
         reads: dict[str, list[float]] = {"full": [], "pruned": []}
         for repeat in range(args.repeats + 1):
             for method, part in (("full", whole), ("pruned", one)):
