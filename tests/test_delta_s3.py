@@ -270,6 +270,21 @@ def test_bad_buckets_and_endpoints_fail_fast_naming_the_table(ray_session, s3) -
     )
 
 
+def test_wrong_credentials_fail_naming_the_table_and_write_nothing(ray_session) -> None:
+    with running_server(check_credentials=True) as checked:
+        good = DeltaStore(checked.uri("orders"), storage_options=checked.storage_options)
+        good.write(orders(["2024-01-01"]), daily(["2024-01-01"]), write_id="run-1")
+        wrong = {**checked.storage_options, "AWS_SECRET_ACCESS_KEY": "not-the-secret-0000"}
+        with pytest.raises(ObjectStoreError) as raised:
+            DeltaStore(checked.uri("orders"), storage_options=wrong).write(
+                orders(["2024-01-02"]), daily(["2024-01-02"])
+            )
+        message = str(raised.value)
+        assert checked.uri("orders") in message and "nothing was read or written" in message
+        assert "not-the-secret-0000" not in message and checked.secret_key not in message
+        assert good.version() == 0 and rows_by_day(good) == {"2024-01-01": 50}
+
+
 def test_the_unsafe_rename_option_is_refused(s3) -> None:
     with pytest.raises(RayAssetsError, match="conditional writes"):
         DeltaStore(
