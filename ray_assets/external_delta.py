@@ -5,9 +5,10 @@ partitions_def=daily)` declares a table another system writes. Each observation 
 sensor, or "Observe" in the UI) reads only the table's log. An unpartitioned table reports its
 version as the data version, with its row count and last commit time as metadata; a
 partitioned one reports a data version per partition (a digest of that partition's files), as
-Dagster requires, so a downstream partition reacts only when its own upstream day changed. A `ray_asset` that takes it as an input gets a lazy
-Dataset of exactly the partitions it asks for (pruned from the log) and the columns it projects
-(`dg.AssetIn(metadata={"columns": [...]})`), read by `DeltaIOManager` like its own tables.
+Dagster requires, so a downstream partition reacts only when its own upstream day changed.
+A `ray_asset` that takes it as an input gets a lazy Dataset of exactly the partitions it asks
+for (pruned from the log) and the columns it projects (`dg.AssetIn(metadata={"columns":
+[...]})`), read by `DeltaIOManager` like its own tables.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def external_delta_table(
 ) -> dg.SourceAsset:
     """An observable source asset for the Delta table at `table_uri`, read through the
     `DeltaIOManager` at `io_manager_key` (its `storage_options` reach the table)."""
+    from ray_assets.storage.filesystem import redact_uri
+
+    if redact_uri(table_uri) != table_uri:
+        raise ValueError(
+            f"external_delta_table('{name}'): give the table's URI without credentials or query "
+            f"({redact_uri(table_uri)}); credentials go in the IO manager's storage_options"
+        )
     metadata: dict[str, Any] = {TABLE_URI_KEY: table_uri, "dagster/uri": table_uri}
     if partition_column is not None:
         metadata["partition_expr"] = (

@@ -121,3 +121,9 @@ def test_observing_a_missing_table_fails_naming_it(ray_session, tmp_path) -> Non
     with dg.instance_for_test() as instance, pytest.raises(RayAssetsError) as raised:
         observe(feed, resources, instance)
     assert f"table {tmp_path / 'nothing'}: no Delta table exists there" in str(raised.value)
+
+
+def test_a_uri_with_credentials_is_refused() -> None:
+    with pytest.raises(ValueError, match="without credentials") as raised:
+        external_delta_table("feed", "s3://key:hunter2@bucket/orders")
+    assert "hunter2" not in str(raised.value)
