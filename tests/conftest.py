@@ -52,6 +52,16 @@ def delta_log_rows(table_uri: str | Path) -> dict[str, int]:
     return counts
 
 
+def failure_text(result) -> str:  # noqa: ANN001 - a dagster.ExecuteInProcessResult
+    """The whole chain of error messages of the run's (first) failed step."""
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    messages = []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    return "\n".join(messages)
+
+
 def delta_version(table_uri: str | Path) -> int:
     from deltalake import DeltaTable
 

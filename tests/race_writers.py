@@ -10,6 +10,7 @@ commit. What each write reported goes back through a queue. The module is import
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from typing import Any
 
 ROWS_BY_WRITER = {"a": 5, "b": 7}
@@ -82,3 +83,27 @@ def run_writer(
             except RayAssetsError as error:
                 outcome = {"status": type(error).__name__, "message": str(error)}
             results.put((scenario["name"], round_index, writer, outcome))
+
+
+def race(
+    gcs_address: str, scenarios: list[dict[str, Any]]
+) -> dict[str, dict[int, dict[str, dict]]]:
+    """Run `scenarios` with the two writer processes; outcomes by scenario, round and writer."""
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(2), spawn.Queue()
+    writers = [
+        spawn.Process(target=run_writer, args=(gcs_address, name, scenarios, barrier, results))
+        for name in ROWS_BY_WRITER
+    ]
+    for process in writers:
+        process.start()
+    outcomes: dict[str, dict[int, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for _ in range(2 * sum(s["rounds"] for s in scenarios)):
+        scenario, round_index, writer, outcome = results.get(timeout=300)
+        outcomes[scenario][round_index][writer] = outcome
+    for process in writers:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    return outcomes

@@ -21,7 +21,7 @@ from ray_assets import DeltaIOManager, RayResource, ray_asset
 from ray_assets.actor_pools import ActorPool
 from ray_assets.errors import ActorPoolError
 from ray_assets.models import ModelArtifact, record_model, save_model
-from tests.conftest import delta_version
+from tests.conftest import delta_version, failure_text
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
 
@@ -176,15 +176,6 @@ def _materialize(asset, root: Path, instance=None, **options) -> dg.ExecuteInPro
     )
 
 
-def _error(result: dg.ExecuteInProcessResult) -> str:
-    error = result.get_step_failure_events()[0].step_failure_data.error
-    messages = []
-    while error is not None:
-        messages.append(error.message)
-        error = error.cause
-    return "\n".join(messages)
-
-
 def test_scoring_streams_into_one_commit_with_the_model_version(ray_session, tmp_path) -> None:
     model = save_model(b"3", tmp_path / "models", "weights")
     seen = tmp_path / "seen"
@@ -219,7 +210,7 @@ def test_a_raising_model_fails_fast_and_commits_nothing(ray_session, tmp_path) -
     started = time.monotonic()
     failed = _materialize(_scored_asset("raise", tmp_path / "marker"), tmp_path)
     assert not failed.success and time.monotonic() - started < 60  # not retried
-    message = _error(failed)
+    message = failure_text(failed)
     assert "MemoryError: CUDA out of memory" in message and "test_actor_pools.py" in message
     assert "nothing was committed" in message
     assert delta_version(tmp_path / "scored") == 0
@@ -238,7 +229,7 @@ def test_a_killed_actor_is_restarted_and_the_commit_is_exact(ray_session, tmp_pa
         _scored_asset("kill_always", tmp_path / "marker"), tmp_path, max_restarts=1
     )
     assert not again.success
-    assert "an actor process of the pipeline died" in _error(again)
+    assert "an actor process of the pipeline died" in failure_text(again)
     assert delta_version(tmp_path / "scored") == 0
 
 
@@ -260,7 +251,7 @@ def test_a_stalled_stage_fails_within_the_timeout_and_is_named(ray_session, tmp_
         RayResource().configure_data_context()  # the session's other tests keep the default
     elapsed = time.monotonic() - started
     assert not result.success and elapsed < 120
-    message = _error(result)
+    message = failure_text(result)
     assert "made no progress" in message and "MapBatches(Misbehaving)" in message
     assert not (tmp_path / "scored").exists()
     deadline = time.monotonic() + 60

@@ -16,20 +16,10 @@ from ray_assets import (
     partition_range_tags,
     ray_asset,
 )
-from tests.conftest import delta_log_rows, delta_version
+from tests.conftest import delta_log_rows, delta_version, failure_text
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 ROWS_PER_DAY = 40
-
-
-def failure_text(result: dg.ExecuteInProcessResult) -> str:
-    """The whole chain of error messages of the run's failed step."""
-    error = result.get_step_failure_events()[0].step_failure_data.error
-    messages = []
-    while error is not None:
-        messages.append(error.message)
-        error = error.cause
-    return "\n".join(messages)
 
 
 def resources(root) -> dict[str, object]:

@@ -24,7 +24,7 @@ from ray_assets import (
     materialize_partition_range,
     ray_asset,
 )
-from tests.conftest import delta_log_rows, delta_version, file_digests
+from tests.conftest import delta_log_rows, delta_version, failure_text, file_digests
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -142,15 +142,6 @@ def evaluations(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str | None
             data = event.event_specific_data
             found[(data.check_name, data.partition)] = data
     return found
-
-
-def failure_text(result: dg.ExecuteInProcessResult) -> str:
-    error = result.get_step_failure_events()[0].step_failure_data.error
-    messages = []
-    while error is not None:
-        messages.append(error.message)
-        error = error.cause
-    return "\n".join(messages)
 
 
 @pytest.fixture(scope="module")

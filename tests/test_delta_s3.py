@@ -4,7 +4,6 @@ store can get wrong: concurrent writer processes, a killed writer, secrets, bad 
 
 from __future__ import annotations
 
-import multiprocessing
 import pickle
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from ray_assets import (
     ray_asset,
 )
 from ray_assets.errors import ObjectStoreError
-from tests.race_writers import ROWS_BY_WRITER, day_of, run_writer
+from tests.race_writers import ROWS_BY_WRITER, day_of, race
 from tests.s3_server import SECRET_KEY, S3Server, running_server
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
@@ -153,21 +152,7 @@ def s3_races(ray_session, s3) -> dict[str, Any]:
         {**base, "name": "own", "uri": s3.uri("races", "own"), "rounds": 3, "own_day": True},
         {**base, "name": "same", "uri": s3.uri("races", "same"), "rounds": 3},
     ]
-    spawn = multiprocessing.get_context("spawn")
-    barrier, results = spawn.Barrier(2), spawn.Queue()
-    writers = [
-        spawn.Process(target=run_writer, args=(ray_session, name, scenarios, barrier, results))
-        for name in ROWS_BY_WRITER
-    ]
-    for process in writers:
-        process.start()
-    outcomes: dict[str, dict[int, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
-    for _ in range(2 * sum(s["rounds"] for s in scenarios)):
-        scenario, round_index, writer, outcome = results.get(timeout=300)
-        outcomes[scenario][round_index][writer] = outcome
-    for process in writers:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    outcomes = race(ray_session, scenarios)
     return {"outcomes": outcomes, "scenarios": {s["name"]: s for s in scenarios}}
 
 

@@ -10,8 +10,6 @@ been told.
 
 from __future__ import annotations
 
-import multiprocessing
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ import pytest
 
 from ray_assets import DeltaStore, PartitionSlice
 from tests.conftest import delta_log_rows
-from tests.race_writers import ROWS_BY_WRITER, day_of, run_writer
+from tests.race_writers import ROWS_BY_WRITER, day_of, race
 
 ROUNDS = 8
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
@@ -54,22 +52,7 @@ def races(ray_session, tmp_path_factory) -> dict[str, Any]:
             amount_type={"a": "float64", "b": "int64"},
         ),
     ]
-    spawn = multiprocessing.get_context("spawn")
-    barrier, results = spawn.Barrier(2), spawn.Queue()
-    writers = [
-        spawn.Process(target=run_writer, args=(ray_session, name, scenarios, barrier, results))
-        for name in ROWS_BY_WRITER
-    ]
-    for process in writers:
-        process.start()
-    expected = 2 * sum(s["rounds"] for s in scenarios)
-    outcomes: dict[str, dict[int, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
-    for _ in range(expected):
-        scenario, round_index, writer, outcome = results.get(timeout=300)
-        outcomes[scenario][round_index][writer] = outcome
-    for process in writers:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    outcomes = race(ray_session, scenarios)
     return {"outcomes": outcomes, "scenarios": {s["name"]: s for s in scenarios}}
 
 

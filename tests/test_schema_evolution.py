@@ -14,7 +14,7 @@ from ray_assets import (
     SchemaMismatchError,
     ray_asset,
 )
-from tests.conftest import delta_version
+from tests.conftest import delta_version, failure_text
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 BASE = pa.table(
@@ -170,11 +170,7 @@ def test_ray_asset_and_io_manager_carry_the_policy(ray_session, tmp_path) -> Non
     assert not result.success
     failures = result.get_step_failure_events()
     assert [event.step_key for event in failures] == ["plain"]
-    error, messages = failures[0].step_failure_data.error, []
-    while error is not None:
-        messages.append(error.message)
-        error = error.cause
-    assert "schema_evolution='strict'" in "\n".join(messages)
+    assert "schema_evolution='strict'" in failure_text(result)
     assert (
         DeltaStore(str(tmp_path / "facts")).read(day_slice(["2024-01-02"])).take_all()[0]["note"]
         == "n"
