@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         UnsupportedTableError,
     )
     from ray_assets.external_delta import external_delta_table
-    from ray_assets.io_manager import DeltaIOManager
+    from ray_assets.io_manager import DeltaIOManager, ParquetIOManager
     from ray_assets.joins import broadcast_join, shuffle_partitions
     from ray_assets.lookups import lookup
     from ray_assets.model_io_manager import ModelArtifactIOManager
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ray_assets.ray_resource import RayResource
     from ray_assets.reads import read_parquet_files
     from ray_assets.runs import materialize_partition_range, partition_range_tags
-    from ray_assets.storage import DeltaStore, PartitionWriteStats, WriteResult
+    from ray_assets.storage import DeltaStore, ParquetStore, PartitionWriteStats, WriteResult
 
 _EXPORTS = {
     "ActorPool": "ray_assets.actor_pools",
@@ -65,6 +65,7 @@ _EXPORTS = {
     "UnstorableValueError": "ray_assets.errors",
     "UnsupportedTableError": "ray_assets.errors",
     "DeltaIOManager": "ray_assets.io_manager",
+    "ParquetIOManager": "ray_assets.io_manager",
     "external_delta_table": "ray_assets.external_delta",
     "broadcast_join": "ray_assets.joins",
     "checks": "ray_assets.checks",
@@ -76,6 +77,7 @@ _EXPORTS = {
     "materialize_partition_range": "ray_assets.runs",
     "partition_range_tags": "ray_assets.runs",
     "DeltaStore": "ray_assets.storage",
+    "ParquetStore": "ray_assets.storage",
     "PartitionWriteStats": "ray_assets.storage",
     "WriteResult": "ray_assets.storage",
 }
@@ -104,6 +106,8 @@ __all__ = [
     "ConcurrentWriteError",
     "DeltaIOManager",
     "DeltaStore",
+    "ParquetIOManager",
+    "ParquetStore",
     "PartitionColumnError",
     "PartitionKeyError",
     "PartitionSlice",

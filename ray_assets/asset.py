@@ -3,8 +3,8 @@
 The asset body composes the pipeline; `ray_asset` then streams it into the asset's table itself
 rather than handing it to the IO manager, because only the body can attach metadata to each
 partition of a range run (`context.add_asset_metadata(..., partition_key=k)`; an IO manager
-cannot). Either way the commit is decided in one place: `DeltaIOManager.write_asset` ->
-`DeltaStore.write`. Downstream assets load the table through the IO manager as usual.
+cannot). Either way the commit is decided in one place: the IO manager's `write_asset` -> the
+store's `write` (`DeltaStore` or `ParquetStore`). Downstream assets load the table through the IO manager as usual.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ray_assets.errors import (
     PartitionKeyError,
     RayAssetsError,
 )
-from ray_assets.io_manager import DeltaIOManager
+from ray_assets.io_manager import TableIOManager
 from ray_assets.metadata import (
     SCHEMA_EVOLUTION_KEY,
     declared_column_schema,
@@ -43,7 +43,9 @@ DEFAULT_IO_MANAGER_KEY = "delta_io_manager"
 COLUMN_SCHEMA_KEY = "dagster/column_schema"
 COLUMN_LINEAGE_ARG_KEY = "column_lineage"
 RAY_RESOURCE_KEY = "ray"
-KINDS = {"ray", "deltalake"}
+KINDS = {"ray"}
+STORAGE_KINDS = {"deltalake", "parquet", "postgres", "snowflake", "bigquery", "sqlite", "duckdb"}
+"""Kinds that name where the table lives; "deltalake" is assumed unless the asset gives one."""
 DEFAULT_POOL = "ray"
 """The Dagster concurrency pool of every `ray_asset` step unless the asset names another: one
 pool for the Ray cluster the code location runs on, so the instance's limit for it bounds how
@@ -171,7 +173,7 @@ def ray_asset(
                 name=name,
                 partitions_def=partitions_def,
                 io_manager_key=io_manager_key,
-                kinds=KINDS | set(kinds or ()),
+                kinds=_kinds(kinds),
                 metadata=definition_metadata,
                 backfill_policy=policy,
                 pool=default_pool() if pool is _USE_DEFAULT_POOL else pool,
@@ -290,6 +292,11 @@ def _refuse_empty_selection(context: dg.AssetExecutionContext) -> None:
     )
 
 
+def _kinds(given: set[str] | None) -> set[str]:
+    given = set(given or ())
+    return KINDS | given | (set() if given & STORAGE_KINDS else {"deltalake"})
+
+
 def _store(
     context: dg.AssetExecutionContext,
     output: Any,
@@ -304,15 +311,15 @@ def _store(
             raise RayAssetsError(
                 f"Asset '{asset_key.to_user_string()}' declares checks, which ray_assets decides "
                 f"before a Delta commit, but it stores through '{io_manager_key}' "
-                f"({type(io_manager).__name__}). Store it with a DeltaIOManager, or check it in "
+                f"({type(io_manager).__name__}). Store it with a DeltaIOManager or ParquetIOManager, or check it in "
                 "a Dagster @asset_check."
             )
         yield io_manager.materialize_output(context, output, partition_column)
         return
-    if not isinstance(io_manager, DeltaIOManager):
+    if not isinstance(io_manager, TableIOManager):
         raise TypeError(
             f"Asset '{asset_key.to_user_string()}' stores through resource '{io_manager_key}', "
-            f"which must be a DeltaIOManager or SqlIOManager, not {type(io_manager).__name__}."
+            f"which must be a DeltaIOManager, ParquetIOManager or SqlIOManager, not {type(io_manager).__name__}."
         )
     partitions_def = context.assets_def.partitions_def
     keys = list(context.partition_keys) if partitions_def is not None else None

@@ -65,7 +65,7 @@ def external_delta_table(
         kinds={"deltalake"},
     )
     def observe(context: dg.AssetExecutionContext) -> Any:
-        store = getattr(context.resources, io_manager_key).store_at(table_uri)
+        store = getattr(context.resources, io_manager_key).external_store(table_uri)
         result = observation(store)
         if partitions_def is None:
             return result

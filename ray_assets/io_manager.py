@@ -1,7 +1,8 @@
-"""`DeltaIOManager`: Dagster's `handle_output` / `load_input` adapted to `DeltaStore`.
+"""`DeltaIOManager` and `ParquetIOManager`: Dagster's `handle_output` / `load_input` adapted to
+`DeltaStore` and `ParquetStore`.
 
-The IO manager knows where each asset's table lives (`<root_uri>/<key path>`) and turns Dagster's
-contexts into `PartitionSlice`s; the store does the rest. It follows the conventions of
+Both know where each asset's table lives (`<root_uri>/<key path>`) and turn Dagster's contexts
+into `PartitionSlice`s; the store does the rest. It follows the conventions of
 Dagster's database IO managers: `partition_expr` metadata on the producing asset names the
 partition column(s), `columns` metadata on an input projects columns, and the input's type
 annotation picks what it receives (a lazy `ray.data.Dataset` unless it asks for a
@@ -27,16 +28,20 @@ from ray_assets.metadata import (
     partition_metadata,
 )
 from ray_assets.partition_slice import PartitionColumn
-from ray_assets.storage.delta_store import DeltaStore, WriteResult
+from ray_assets.storage.delta_store import DeltaStore
 from ray_assets.storage.filesystem import join_uri
 from ray_assets.storage.schema_evolution import SchemaEvolution, refuse_unknown_policy
+from ray_assets.storage.write_result import WriteResult
 
 if TYPE_CHECKING:
     from ray_assets.checks import Check
+    from ray_assets.storage.parquet_store import ParquetStore
 
 
-class DeltaIOManager(dg.ConfigurableIOManager):
-    """Stores each asset as a Delta table under `root_uri`, one atomic commit per materialization."""
+class TableIOManager(dg.ConfigurableIOManager):
+    """What the table IO managers share: where tables live, how a materialization is written
+    (`write_asset`, also `ray_asset`'s entry point) and how inputs are loaded. A subclass says
+    which store keeps the tables (`store_at`)."""
 
     root_uri: str = Field(
         description="Folder (local path or object-store URI) under which each asset's table lives, "
@@ -46,11 +51,6 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         default_factory=dict,
         description="delta-rs storage options for object stores (endpoint, region, credentials). "
         "Pass secrets with dagster.EnvVar in the resource config, never as literals.",
-    )
-    max_commit_attempts: int = Field(
-        default=8,
-        description="Commit attempts (with jittered backoff) when concurrent writers of other "
-        "partitions keep winning the race.",
     )
     on_concurrent_write: Literal["warn", "fail"] = Field(
         default="warn",
@@ -75,17 +75,17 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         """Where the table of `asset_key` lives."""
         return join_uri(self.root_uri, *asset_key.path)
 
-    def store_for(self, asset_key: dg.AssetKey) -> DeltaStore:
+    def store_for(self, asset_key: dg.AssetKey) -> DeltaStore | ParquetStore:
         return self.store_at(self.table_uri(asset_key))
 
-    def store_at(self, table_uri: str) -> DeltaStore:
+    def store_at(self, table_uri: str) -> DeltaStore | ParquetStore:
         """The table at `table_uri` with this IO manager's storage options and commit policy."""
-        return DeltaStore(
-            table_uri,
-            storage_options=self.storage_options,
-            max_commit_attempts=self.max_commit_attempts,
-            on_concurrent_write=self.on_concurrent_write,
-        )
+        raise NotImplementedError
+
+    def external_store(self, table_uri: str) -> DeltaStore:
+        """An external Delta table (`external_delta_table`) at `table_uri`, read with this IO
+        manager's storage options."""
+        return DeltaStore(table_uri, storage_options=self.storage_options)
 
     # ------------------------------------------------------------------ writing
     def write_asset(
@@ -132,9 +132,9 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         """The columns of the upstream tables this IO manager holds (for derived lineage)."""
         found = {}
         for key in asset_keys:
-            table = self.store_for(key).open_table()
-            if table is not None:
-                found[key] = self.store_for(key).table_schema(table).names
+            schema = self.store_for(key).schema()
+            if schema is not None:
+                found[key] = schema.names
         return found
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
@@ -143,7 +143,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
             # Dagster's own database IO managers refuse it too: a materialization with no table
             # behind it would tell every downstream asset and sensor that data exists.
             raise RayAssetsError(
-                f"Asset '{name}' returned None, so there is nothing to store in its Delta table. "
+                f"Asset '{name}' returned None, so there is nothing to store in its table. "
                 "Return a ray.data.Dataset, pyarrow.Table or pandas.DataFrame; if the asset "
                 "stores its data itself, annotate its return type '-> None' (Dagster then does "
                 "not call the IO manager)."
@@ -178,7 +178,7 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         external = ((upstream.definition_metadata if upstream else None) or {}).get(
             "ray_assets/table_uri"
         )  # an external table (`external_delta_table`) lives where it says
-        store = self.store_at(external) if external else self.store_for(context.asset_key)
+        store = self.external_store(external) if external else self.store_for(context.asset_key)
         if context.has_asset_partitions and not context.asset_partition_keys:
             # The mapping selects no partition (a self-dependent asset's first partition): an
             # empty input, as Dagster's database IO managers give.
@@ -190,9 +190,48 @@ class DeltaIOManager(dg.ConfigurableIOManager):
         return from_dataset(dataset, context.dagster_type.typing_type)
 
 
-def _empty_input_schema(store: DeltaStore, upstream_metadata: Mapping[str, Any]) -> pa.Schema:
+def _empty_input_schema(
+    store: DeltaStore | ParquetStore, upstream_metadata: Mapping[str, Any]
+) -> pa.Schema:
     """The table's schema, or before the first write the asset's declared columns (if any)."""
-    table = store.open_table()
-    if table is not None:
-        return store.table_schema(table)
+    schema = store.schema()
+    if schema is not None:
+        return schema
     return pa.schema(list(declared_column_types(upstream_metadata).items()))
+
+
+class DeltaIOManager(TableIOManager):
+    """Stores each asset as a Delta table under `root_uri`, one atomic commit per materialization."""
+
+    max_commit_attempts: int = Field(
+        default=8,
+        description="Commit attempts (with jittered backoff) when concurrent writers of other "
+        "partitions keep winning the race.",
+    )
+
+    def store_at(self, table_uri: str) -> DeltaStore:
+        return DeltaStore(
+            table_uri,
+            storage_options=self.storage_options,
+            max_commit_attempts=self.max_commit_attempts,
+            on_concurrent_write=self.on_concurrent_write,
+        )
+
+    def external_store(self, table_uri: str) -> DeltaStore:
+        return self.store_at(table_uri)
+
+
+class ParquetIOManager(TableIOManager):
+    """Stores each asset as Hive-partitioned Parquet under `root_uri`: each materialization writes
+    fresh files and publishes every partition it wrote by replacing that partition's manifest in
+    one put (`ray_assets.storage.parquet_store`). Run `ParquetStore.cleanup` (or the
+    maintenance job) to reclaim replaced files."""
+
+    def store_at(self, table_uri: str) -> ParquetStore:
+        from ray_assets.storage.parquet_store import ParquetStore
+
+        return ParquetStore(
+            table_uri,
+            storage_options=self.storage_options,
+            on_concurrent_write=self.on_concurrent_write,
+        )

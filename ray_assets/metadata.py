@@ -14,7 +14,7 @@ import dagster as dg
 import pyarrow as pa
 
 from ray_assets.storage.arrow_schema import arrow_type_from_name
-from ray_assets.storage.delta_store import ColumnProfile, PartitionWriteStats, WriteResult
+from ray_assets.storage.write_result import ColumnProfile, PartitionWriteStats, WriteResult
 
 COLUMN_SCHEMA_KEY = "dagster/column_schema"
 COLUMN_LINEAGE_KEY = "dagster/column_lineage"
@@ -173,9 +173,8 @@ def materialization_metadata(
         COLUMN_SCHEMA_KEY: column_schema(result.schema, column_descriptions(definition_metadata)),
         "dagster/table_name": ".".join(asset_key.path),
         "dagster/uri": dg.MetadataValue.text(result.table_uri),
-        "dagster/storage_kind": "deltalake",
-        "delta/table_version": result.table_version,
-        "delta/committed": result.committed,
+        "dagster/storage_kind": result.storage_kind,
+        **_version_metadata(result),
         "rows_written": result.rows_written,
         "files_written": result.files_written,
         "bytes_written": result.bytes_written,
@@ -192,6 +191,16 @@ def materialization_metadata(
             "\n".join(f"- {warning}" for warning in result.warnings)
         )
     return metadata
+
+
+def _version_metadata(result: WriteResult) -> dict[str, object]:
+    """The table version the write made, under its store's keys."""
+    if result.storage_kind == "parquet":
+        return {
+            "parquet/manifest_version": result.table_version,
+            "parquet/published": result.committed,
+        }
+    return {"delta/table_version": result.table_version, "delta/committed": result.committed}
 
 
 def partition_metadata(stats: PartitionWriteStats) -> dict[str, object]:

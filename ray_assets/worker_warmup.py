@@ -23,8 +23,8 @@ _WORKER_MODULES = (
     "ray.data",
     "ray_assets.aggregates",
     "ray_assets.lookups",
-    "ray_assets.storage.delta_sink",
-    "ray_assets.storage.delta_source",
+    "ray_assets.storage.files_sink",
+    "ray_assets.storage.files_source",
     "ray_assets.storage.parquet_source",
 )
 """What the tasks of a ray_assets pipeline import: the readers, the aggregation and the sink."""

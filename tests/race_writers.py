@@ -43,18 +43,14 @@ def run_writer(
     import ray.data
     from ray.data import DataContext
 
-    from ray_assets import DeltaStore, PartitionSlice, RayAssetsError
+    from ray_assets import DeltaStore, ParquetStore, PartitionSlice, RayAssetsError
     from ray_assets.storage import delta_commit
 
     ray.init(address=gcs_address, log_to_driver=False)
     DataContext.get_current().enable_progress_bars = False
-    commit = delta_commit.SliceCommitter.commit
-
-    def commit_at_barrier(self: Any, *args: Any, **kwargs: Any) -> Any:
-        barrier.wait(timeout=120)
-        return commit(self, *args, **kwargs)
-
-    delta_commit.SliceCommitter.commit = commit_at_barrier  # type: ignore[method-assign]
+    # the commit step of each store: a Delta log commit, the Parquet manifests' publication
+    for owner, name in ((delta_commit.SliceCommitter, "commit"), (ParquetStore, "_publish")):
+        setattr(owner, name, _at_barrier(getattr(owner, name), barrier))
     daily = dg.DailyPartitionsDefinition(start_date="2024-01-01")
     for scenario in scenarios:
         for round_index in range(scenario["rounds"]):
@@ -62,7 +58,7 @@ def run_writer(
             if scenario.get("own_day"):  # each writer its own partition of the round
                 day = day_of(2 * round_index + (writer == "b"))
             uri = scenario["uri"].format(round=round_index)
-            store = DeltaStore(
+            store = (ParquetStore if scenario.get("store") == "parquet" else DeltaStore)(
                 uri,
                 on_concurrent_write=scenario["mode"],
                 storage_options=scenario.get("storage_options"),
@@ -83,6 +79,14 @@ def run_writer(
             except RayAssetsError as error:
                 outcome = {"status": type(error).__name__, "message": str(error)}
             results.put((scenario["name"], round_index, writer, outcome))
+
+
+def _at_barrier(commit: Any, barrier: Any) -> Any:
+    def commit_at_barrier(self: Any, *args: Any, **kwargs: Any) -> Any:
+        barrier.wait(timeout=120)
+        return commit(self, *args, **kwargs)
+
+    return commit_at_barrier
 
 
 def race(

@@ -178,11 +178,11 @@ def test_s3_writers_of_one_partition_leave_one_writers_rows(s3_races, s3) -> Non
 
 
 def test_the_secret_stays_out_of_task_arguments_metadata_and_errors(ray_session, s3) -> None:
-    from ray_assets.storage.delta_sink import DeltaFilesSink
-    from ray_assets.storage.delta_source import DeltaFilesDatasource
+    from ray_assets.storage.files_sink import TableFilesSink
+    from ray_assets.storage.files_source import TableFilesDatasource
 
     store = DeltaStore(s3.uri("secret", "orders"), storage_options=s3.storage_options)
-    sink = DeltaFilesSink(
+    sink = TableFilesSink(
         table_uri=store.table_uri,
         storage_options=store.storage_options,
         partition_columns=("order_date",),
@@ -190,7 +190,7 @@ def test_the_secret_stays_out_of_task_arguments_metadata_and_errors(ray_session,
         expected_schema=None,
         write_uuid="x",
     )
-    source = DeltaFilesDatasource(
+    source = TableFilesDatasource(
         files=[],
         table_schema=pa.schema([("a", pa.int64())]),
         partition_columns=[],

@@ -33,9 +33,9 @@ def test_what_ray_workers_unpickle_does_not_import_dagster() -> None:
     modules = [
         "ray_assets.aggregates",
         "ray_assets.joins",
-        "ray_assets.storage.delta_source",
+        "ray_assets.storage.files_source",
         "ray_assets.storage.parquet_source",
-        "ray_assets.storage.delta_sink",
+        "ray_assets.storage.files_sink",
         "ray_assets.worker_warmup",
         "ray_assets.lookups",
         "ray_assets.cluster",

@@ -1,6 +1,6 @@
 """The commit of a Delta write: one transaction that replaces exactly a slice, exactly once.
 
-The task-side half (`delta_sink`) has written the files; this module makes them visible in one
+The task-side half (`files_sink`) has written the files; this module makes them visible in one
 partition-scoped overwrite, and makes three promises:
 
 * **Idempotent.** The commit carries a transaction id derived from the write id (a Dagster run
@@ -318,9 +318,7 @@ def commit_version(store: DeltaStore, table: DeltaTable, app_id: str) -> int:
 def _add_actions(files: Sequence[FileStats]) -> list[Any]:
     from deltalake.transaction import AddAction
 
-    from ray_assets.storage.delta_sink import modification_time_ms
-
-    now = modification_time_ms()
+    now = int(time.time() * 1000)
     return [
         AddAction(
             path=stats.path,

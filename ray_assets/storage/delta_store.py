@@ -1,13 +1,13 @@
 """`DeltaStore`: atomic, partition-exact writes of a Ray pipeline into one Delta table, and lazy reads.
 
-A write executes the pipeline once. Ray tasks write the data files (`DeltaFilesSink`) and
-return their statistics; the driver checks them (stray partition values, schema) and then
-makes one Delta commit that replaces exactly the run's partitions, tagged with a transaction
-identifier so a retried commit or a re-run of the same run changes nothing. Anything that
-fails before the commit leaves the table at its previous version; the uncommitted files are
-invisible to readers and a `vacuum(full=True)` after the retention window reclaims them (we
-never delete files on a commit error: a lost reply over a durable commit would then destroy
-committed data).
+A write executes the pipeline once: `staging` runs it into data files and checks them (stray
+partition values, schema, the asset's checks); then `delta_commit` makes one Delta commit that
+replaces exactly the run's partitions, tagged with a transaction identifier so a retried commit
+or a re-run of the same run changes nothing. Anything that fails before the commit leaves the
+table at its previous version. Files of a refused write are deleted; files of a failed commit
+are not (a lost reply over a durable commit would then destroy committed data): they are
+invisible to readers and a `vacuum(full=True)` after the retention window reclaims them.
+Reads list the slice's files from one version of the log (`files_source`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -28,15 +27,13 @@ from ray_assets.errors import (
     PartitionColumnError,
     RayAssetsError,
     SchemaMismatchError,
-    StrayPartitionValuesError,
     UnsupportedTableError,
 )
-from ray_assets.partition_slice import PartitionSlice, canonical_partition_text, partition_text
+from ray_assets.partition_slice import PartitionSlice, partition_text
 from ray_assets.storage.delta_commit import (
     GATE_KEY,
     MARKER,
     WRITE_ID_KEY,
-    ConcurrentCommit,
     OnConcurrentWrite,
     SliceCommitter,
     commit_version,
@@ -49,98 +46,24 @@ from ray_assets.storage.filesystem import (
     resolve_filesystem,
     scrub_secrets,
 )
-from ray_assets.storage.ray_errors import pipeline_error
-from ray_assets.storage.schema_evolution import SchemaEvolution, merge
+from ray_assets.storage.schema_evolution import SchemaEvolution
 from ray_assets.storage.schema_evolution import refuse_unknown_policy as refuse_unknown_evolution
-from ray_assets.storage.staged import StagedWrite
+from ray_assets.storage.staging import Gate, check_layout, partition_stats, run_gate, stage
+from ray_assets.storage.write_result import (
+    PartitionWriteStats,
+    WriteResult,
+    column_profile,
+    schema_changes,
+)
 
 if TYPE_CHECKING:
     import ray.data
     from deltalake import DeltaTable
 
-    from ray_assets.storage.delta_sink import BlockObserver
-    from ray_assets.storage.delta_source import DataFile
-    from ray_assets.storage.file_stats import FileStats
-
-Gate = Callable[[StagedWrite], Any]
-"""Decides on a staged write before its commit: raises to stop it, or returns a small JSON
-record that the commit keeps (and a re-run of the same write id gets back)."""
-
-DEFAULT_MAX_TASK_RETRIES = 3
-"""Crashed Ray tasks are retried this often (Ray's default is forever); see `RayResource`."""
+    from ray_assets.storage.files_sink import BlockObserver
+    from ray_assets.storage.files_source import DataFile
 
 _UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping"}
-
-
-@dataclass(frozen=True)
-class ColumnProfile:
-    """One numeric column of a partition as the written files' statistics describe it."""
-
-    null_count: int
-    min: float | None
-    max: float | None
-
-
-@dataclass(frozen=True)
-class PartitionWriteStats:
-    """What one partition holds after a write."""
-
-    rows: int
-    files: int
-    bytes: int
-    profile: dict[str, ColumnProfile] = field(default_factory=dict, compare=False)
-    """Numeric columns' nulls, min and max (empty when re-reported from an earlier commit)."""
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """The outcome of `DeltaStore.write`: the commit and the statistics the tasks reported."""
-
-    table_uri: str
-    table_version: int
-    committed: bool
-    """False when this write id had already committed: the table was left as it was."""
-    rows_written: int
-    files_written: int
-    bytes_written: int
-    partitions: dict[str, PartitionWriteStats]
-    """By Dagster partition key; empty for an unpartitioned table."""
-    schema: pa.Schema
-    table_row_count: int
-    duration_s: float
-    stats_by_file: list[FileStats] = field(default_factory=list, repr=False)
-    concurrent_commits: list[ConcurrentCommit] = field(default_factory=list)
-    """Commits of other writers to this write's partitions made while it ran; it replaced them."""
-    emptied_partitions: dict[str, int] = field(default_factory=dict)
-    """Partition key -> rows it held before this write left it empty ("" when unpartitioned)."""
-    gate_record: Any = None
-    """What the write's gate (its checks) decided, as kept in the commit."""
-    schema_changes: list[str] = field(default_factory=list)
-    """How this write changed the table's schema (its `schema_evolution` allowed it)."""
-    profile: dict[str, ColumnProfile] = field(default_factory=dict)
-    """Numeric columns of everything written (of the table, when unpartitioned)."""
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows_written / self.duration_s if self.duration_s > 0 else 0.0
-
-    @property
-    def warnings(self) -> list[str]:
-        """What a user must hear about this write although it succeeded."""
-        messages = [
-            f"{commit.describe()} while this write ran; this write replaced those rows "
-            "(the last writer wins; on_concurrent_write='fail' fails instead)"
-            for commit in self.concurrent_commits
-        ]
-        if self.emptied_partitions:
-            emptied = ", ".join(
-                f"{key!r} ({rows} rows before)" if key else f"the table ({rows} rows before)"
-                for key, rows in self.emptied_partitions.items()
-            )
-            messages.append(f"the output had no rows for {emptied}: this write left them empty")
-        if self.schema_changes:
-            messages.append("the table's schema changed: " + "; ".join(self.schema_changes))
-        return messages
 
 
 class DeltaStore:
@@ -196,6 +119,11 @@ class DeltaStore:
         table = self.open_table()
         return None if table is None else table.version()
 
+    def schema(self) -> pa.Schema | None:
+        """The table's schema, or None when no table exists yet."""
+        table = self.open_table()
+        return None if table is None else self.table_schema(table)
+
     def table_schema(self, table: DeltaTable) -> pa.Schema:
         return pa.schema(table.schema().to_arrow())
 
@@ -236,11 +164,6 @@ class DeltaStore:
                 one ran, and `on_concurrent_write="fail"`.
             CommitError: the commit could not be made; the table is at its previous version.
         """
-        from ray.data.context import DataContext
-
-        from ray_assets._compat import bound_task_retries
-        from ray_assets.storage.delta_sink import DeltaFilesSink
-
         started = time.perf_counter()
         what = f"{partition_slice.describe()}, table {redact_uri(self.table_uri)}"
         write_id = write_id or uuid.uuid4().hex
@@ -262,55 +185,32 @@ class DeltaStore:
             on_concurrent_write=self.on_concurrent_write,
             what=what,
         )
-
-        max_retries = DataContext.get_current().get_config(
-            "ray_assets.max_task_retries", DEFAULT_MAX_TASK_RETRIES
-        )
-        sink = DeltaFilesSink(
+        staged = stage(
+            data,
+            partition_slice,
             table_uri=self.table_uri,
             storage_options=self.storage_options,
-            partition_columns=partition_slice.columns,
-            partition_slice=partition_slice if partition_slice.is_partitioned else None,
             expected_schema=expected_schema,
-            write_uuid=uuid.uuid4().hex[:16],
             declared_types=declared_types,
             schema_evolution=schema_evolution,
             observer=observer,
+            what=what,
         )
-        bound_task_retries(data, max_retries)
-        try:
-            data.write_datasink(sink, ray_remote_args={"max_retries": max_retries})
-        except Exception as error:  # noqa: BLE001 - re-raised with asset, partitions and cause
-            raise pipeline_error(error, what) from error
-
-        files = [stats for report in sink.reports for stats in report.files]
-        _raise_on_stray_values(sink.reports, partition_slice, what)
-        schema = _single_schema(sink.reports, expected_schema, what, schema_evolution)
+        schema, files = staged.schema, list(staged.files)
         changes = []
         if expected_schema is not None and not schema.equals(expected_schema):
             changes = schema_changes(expected_schema, schema)
             if schema_evolution == "overwrite":
                 assert table is not None
-                self._refuse_partial_overwrite(
-                    table, partition_slice, expected_schema, schema, what
-                )
-        partitions = _partition_stats(files, partition_slice, schema)
-        gate_record = None
-        if gate is not None:
-            staged = StagedWrite(
-                partition_slice=partition_slice,
-                schema=schema,
-                files=files,
-                observations=[report.observations for report in sink.reports],
-                table_uri=self.table_uri,
-                storage_options=self.storage_options,
-                key_of=_key_of(partition_slice, schema),
-            )
-            try:
-                gate_record = gate(staged)
-            except BaseException:
-                staged.remove_files()  # never committed, so no reader can ever need them
-                raise
+                try:
+                    self._refuse_partial_overwrite(
+                        table, partition_slice, expected_schema, schema, what
+                    )
+                except SchemaMismatchError:
+                    staged.remove_files()
+                    raise
+        partitions = partition_stats(staged)
+        gate_record = run_gate(gate, staged)
         custom = {
             f"{MARKER}.app_id": app_id,
             WRITE_ID_KEY: write_id,
@@ -387,22 +287,12 @@ class DeltaStore:
     def check_table_layout(
         self, table: DeltaTable, partition_slice: PartitionSlice, what: str
     ) -> None:
-        partition_columns = list(table.metadata().partition_columns)
-        if partition_columns != list(partition_slice.columns):
-            raise PartitionColumnError(
-                f"{what}: the table is partitioned by {partition_columns}, but the asset declares "
-                f"partition columns {list(partition_slice.columns)}."
-            )
-        schema = self.table_schema(table)
-        stored = partition_slice.stored_values(partition_slice.column_types(schema))
-        for index, column in enumerate(partition_slice.columns):
-            kind = schema.field(column).type
-            for value in dict.fromkeys(values[index] for values in stored):
-                if not _fits_exactly(value, kind):
-                    raise PartitionColumnError(
-                        f"{what}: partition key value '{value}' cannot be stored exactly in "
-                        f"column '{column}' of type {kind}. Nothing was written."
-                    )
+        check_layout(
+            list(table.metadata().partition_columns),
+            self.table_schema(table),
+            partition_slice,
+            what,
+        )
 
     def _already_committed(self, table: DeltaTable, app_id: str, started: float) -> WriteResult:
         version = commit_version(self, table, app_id)
@@ -464,37 +354,19 @@ class DeltaStore:
         Only the slice's files are read (partition pruning) and only `columns` (projection);
         the partition columns are always present, with the table's types.
         """
-        import ray.data
-        from ray.data.context import DataContext
-
-        from ray_assets._compat import bound_task_retries
-        from ray_assets.storage.delta_source import DeltaFilesDatasource
+        from ray_assets.storage.files_source import files_dataset
 
         table = self._readable_table(partition_slice, version)
-        schema = self.table_schema(table)
-        if columns is not None:
-            unknown = [c for c in columns if c not in schema.names]
-            if unknown:
-                raise SchemaMismatchError(
-                    f"{partition_slice.describe()}, table {redact_uri(self.table_uri)}: requested "
-                    f"columns {unknown} are not in the table (columns: {schema.names})."
-                )
-        datasource = DeltaFilesDatasource(
-            files=self._files_of(table, partition_slice),
-            table_schema=schema,
+        return files_dataset(
+            self._files_of(table, partition_slice),
+            table_schema=self.table_schema(table),
             partition_columns=list(table.metadata().partition_columns),
             columns=columns,
             table_uri=self.table_uri,
             storage_options=self.storage_options,
+            name="DeltaTable",
+            where=partition_slice.describe(),
         )
-        if datasource.estimate_inmemory_data_size() == 0 and not datasource._files:
-            return ray.data.from_arrow(datasource.output_schema.empty_table())
-        max_retries = DataContext.get_current().get_config(
-            "ray_assets.max_task_retries", DEFAULT_MAX_TASK_RETRIES
-        )
-        dataset = datasource.dataset()
-        bound_task_retries(dataset, max_retries)
-        return dataset
 
     def _readable_table(self, partition_slice: PartitionSlice, version: int | None) -> DeltaTable:
         table = self.open_table(version)
@@ -520,7 +392,7 @@ class DeltaStore:
         return table
 
     def _files_of(self, table: DeltaTable, partition_slice: PartitionSlice) -> list[DataFile]:
-        from ray_assets.storage.delta_source import DataFile
+        from ray_assets.storage.files_source import DataFile
 
         _, root = resolve_filesystem(self.table_uri, self.storage_options)
         actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
@@ -561,133 +433,5 @@ def _first_lines(text: str, lines: int = 6) -> str:
     return " <- ".join(parts[:lines])
 
 
-def schema_changes(before: pa.Schema, after: pa.Schema) -> list[str]:
-    """The column-by-column changes from `before` to `after`, as a user reads them."""
-    from ray_assets.storage.arrow_schema import schema_diff
-
-    return [line.strip() for line in schema_diff(before, after)]
-
-
-def _key_of(partition_slice: PartitionSlice, schema: pa.Schema) -> dict[tuple[str, ...], str]:
-    if not partition_slice.is_partitioned:
-        return {}
-    stored = partition_slice.stored_values(partition_slice.column_types(schema))
-    return dict(zip(stored, partition_slice.keys or (), strict=True))
-
-
 def _app_id(write_id: str, partition_slice: PartitionSlice) -> str:
     return f"{MARKER}-{partition_slice.fingerprint()}-{write_id}"
-
-
-def _fits_exactly(value: str, kind: pa.DataType) -> bool:
-    return canonical_partition_text(value, kind) == value
-
-
-def _partition_stats(
-    files: Sequence[FileStats], partition_slice: PartitionSlice, schema: pa.Schema
-) -> dict[str, PartitionWriteStats]:
-    if not partition_slice.is_partitioned:
-        return {}
-    stored = partition_slice.stored_values(partition_slice.column_types(schema))
-    key_of = dict(zip(stored, partition_slice.keys or (), strict=True))
-    rows: Counter[str] = Counter()
-    counts: Counter[str] = Counter()
-    sizes: Counter[str] = Counter()
-    by_key: dict[str, list[FileStats]] = {}
-    for stats in files:
-        key = key_of[tuple(stats.partition_values[c] for c in partition_slice.columns)]
-        rows[key] += stats.num_rows
-        counts[key] += 1
-        sizes[key] += stats.size_bytes
-        by_key.setdefault(key, []).append(stats)
-    return {
-        key: PartitionWriteStats(
-            rows=rows[key],
-            files=counts[key],
-            bytes=sizes[key],
-            profile=column_profile(by_key.get(key, []), schema),
-        )
-        for key in partition_slice.keys or ()
-    }
-
-
-_PROFILED_COLUMNS = 16
-
-
-def column_profile(files: Sequence[FileStats], schema: pa.Schema) -> dict[str, ColumnProfile]:
-    """Nulls, min and max of the first numeric columns, from the files' statistics (a file
-    whose column is all null has no min/max; none is taken when no file has them)."""
-    numeric = [
-        f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
-    ][:_PROFILED_COLUMNS]
-    profile = {}
-    for name in numeric:
-        nulls = sum(stats.null_counts.get(name, 0) for stats in files)
-        lows = [stats.min_values[name] for stats in files if name in stats.min_values]
-        highs = [stats.max_values[name] for stats in files if name in stats.max_values]
-        profile[name] = ColumnProfile(
-            null_count=nulls,
-            min=float(min(lows)) if lows else None,
-            max=float(max(highs)) if highs else None,
-        )
-    return profile
-
-
-def _raise_on_stray_values(
-    reports: Sequence[Any], partition_slice: PartitionSlice, what: str
-) -> None:
-    strays: Counter[tuple[str | None, ...]] = Counter()
-    for report in reports:
-        strays.update(report.stray_counts)
-    if not strays:
-        return
-    shown = ", ".join(
-        f"{'|'.join('<null>' if v is None else v for v in values)}: {count} row(s)"
-        for values, count in strays.most_common(10)
-    )
-    more = f" and {len(strays) - 10} more value(s)" if len(strays) > 10 else ""
-    raise StrayPartitionValuesError(
-        f"{what}: {sum(strays.values())} row(s) have values of partition column(s) "
-        f"{list(partition_slice.columns)} outside this run's partitions ({shown}{more}). "
-        "Nothing was committed; filter the rows to the run's partitions "
-        "(context.partition_keys) or fix the partition column."
-    )
-
-
-def _single_schema(
-    reports: Sequence[Any],
-    expected: pa.Schema | None,
-    what: str,
-    schema_evolution: SchemaEvolution = "strict",
-) -> pa.Schema:
-    """The table's schema after this write: the table's own, evolved by what the tasks wrote
-    (under `overwrite`, what the tasks wrote alone)."""
-    from ray_assets.storage.arrow_schema import schema_diff
-
-    schemas = [report.schema for report in reports if report.schema is not None]
-    if expected is not None:
-        if schema_evolution == "overwrite" and schemas:
-            result, rest = schemas[0], schemas[1:]
-        else:
-            result, rest = expected, schemas
-        for schema in rest:
-            merged = result if schema.equals(result) else merge(result, schema)
-            if merged is None:
-                raise SchemaMismatchError(
-                    f"{what}: blocks of the pipeline disagree on the schema:\n"
-                    + "\n".join(schema_diff(result, schema))
-                )
-            result = merged
-        return result
-    if not schemas:
-        raise SchemaMismatchError(
-            f"{what}: the pipeline produced no blocks, so the new table's schema is unknown. "
-            "Return a Dataset with at least a schema (even empty) for the first write."
-        )
-    for schema in schemas[1:]:
-        diff = schema_diff(schemas[0], schema)
-        if diff:
-            raise SchemaMismatchError(
-                f"{what}: blocks of the pipeline disagree on the schema:\n" + "\n".join(diff)
-            )
-    return schemas[0]

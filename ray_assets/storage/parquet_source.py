@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from ray_assets.storage.delta_source import _BATCH_ROWS, DataFile, FileGroupsDatasource
+from ray_assets.storage.files_source import _BATCH_ROWS, DataFile, FileGroupsDatasource
 from ray_assets.storage.filesystem import resolve_filesystem
 from ray_assets.storage.worker_options import WorkerOptions
 

@@ -1,6 +1,6 @@
 """A write between its two phases: the files are written, nothing is committed yet.
 
-`DeltaStore.write` hands a `StagedWrite` to its gate (the asset's checks) before the commit, so
+A store's `write` hands a `StagedWrite` to its gate (the asset's checks) before the commit, so
 the gate decides on exactly the data about to become visible, from what the write tasks
 reported, without running the pipeline again.
 """
@@ -48,7 +48,8 @@ class StagedWrite:
         """The Dagster key of a file's stored partition values."""
         return self.key_of[values] if self.key_of else WHOLE_TABLE
 
-    def _key_of_file(self, stats: FileStats) -> str:
+    def key_of_file(self, stats: FileStats) -> str:
+        """The Dagster key of the partition a written file belongs to."""
         columns = self.partition_slice.columns
         return self.partition_key(tuple(stats.partition_values[c] for c in columns))
 
@@ -56,21 +57,21 @@ class StagedWrite:
         """Rows written per partition key; every key of the write, with 0 for an empty one."""
         rows: Counter[str] = Counter({key: 0 for key in self.keys})
         for stats in self.files:
-            rows[self._key_of_file(stats)] += stats.num_rows
+            rows[self.key_of_file(stats)] += stats.num_rows
         return dict(rows)
 
     def null_counts_by_key(self) -> dict[str, dict[str, int]]:
         """Nulls written per partition key and column, from the files' statistics."""
         counts: dict[str, Counter[str]] = defaultdict(Counter)
         for stats in self.files:
-            counts[self._key_of_file(stats)].update(stats.null_counts)
+            counts[self.key_of_file(stats)].update(stats.null_counts)
         return {key: dict(values) for key, values in counts.items()}
 
     def read_rows(self, key: str, columns: Sequence[str]) -> Iterator[pa.Table]:
         """The written rows of partition `key`, `columns` only, read back on the driver."""
         filesystem, root = resolve_filesystem(self.table_uri, self.storage_options)
         for stats in self.files:
-            if self._key_of_file(stats) != key:
+            if self.key_of_file(stats) != key:
                 continue
             stored = [c for c in columns if c not in stats.partition_values]
             with filesystem.open_input_file(f"{root}/{stats.path}") as handle:

@@ -1,10 +1,11 @@
-"""The read half: a Ray datasource over an exact list of a Delta table's data files.
+"""The read half of every store: a Ray datasource over an exact list of a table's data files.
 
-`DeltaStore.read` decides *which* files (one table version, pruned to the slice) on the driver
-from the transaction log; the tasks read them with pyarrow and put the partition columns back
-with the table's types. Listing the files ourselves is what makes pruning exact and testable
-(`Dataset.input_files()` names them), and it keeps deltalake's scanner, which can abort the
-interpreter at exit, out of the process. Imported lazily by `DeltaStore.read`.
+The store decides *which* files on the driver (`DeltaStore` from one version of the transaction
+log, `ParquetStore` from the partition manifests), pruned to the slice; the tasks read them
+with pyarrow and put the partition columns back with the table's types. Listing the files
+ourselves is what makes pruning exact and testable (`Dataset.input_files()` names them), and it
+keeps deltalake's scanner, which can abort the interpreter at exit, out of the process.
+Imported lazily by the stores' `read`.
 """
 
 from __future__ import annotations
@@ -95,8 +96,11 @@ class FileGroupsDatasource(Datasource):
         raise NotImplementedError
 
 
-class DeltaFilesDatasource(FileGroupsDatasource):
-    """Reads the given files of one table, projecting `columns` and restoring partition columns."""
+class TableFilesDatasource(FileGroupsDatasource):
+    """Reads the given files of one table, projecting `columns` and restoring partition columns.
+
+    A file written before a column was added reads that column as nulls, and one written before
+    a column was widened is cast to the table's type: schema evolution never rewrites files."""
 
     def __init__(
         self,
@@ -107,8 +111,10 @@ class DeltaFilesDatasource(FileGroupsDatasource):
         columns: Sequence[str] | None,
         table_uri: str,
         storage_options: Mapping[str, str] | None,
+        name: str = "DeltaTable",
     ) -> None:
         super().__init__()
+        self._name = name
         self._files = list(files)
         self._partition_columns = list(partition_columns)
         wanted = set(columns) if columns is not None else set(table_schema.names)
@@ -121,7 +127,7 @@ class DeltaFilesDatasource(FileGroupsDatasource):
         self._storage_options = WorkerOptions(storage_options or {})
 
     def get_name(self) -> str:
-        return "DeltaTable"
+        return self._name
 
     def _read_files(self, files: Sequence[DataFile]) -> Iterator[pa.Table]:
         filesystem, _ = resolve_filesystem(self._table_uri, self._storage_options.get())
@@ -166,3 +172,49 @@ def _balanced_groups(files: Sequence[DataFile], count: int) -> list[list[DataFil
         groups[smallest].append(file)
         sizes[smallest] += file.size_bytes
     return [group for group in groups if group]
+
+
+def files_dataset(
+    files: Sequence[DataFile],
+    *,
+    table_schema: pa.Schema,
+    partition_columns: Sequence[str],
+    columns: Sequence[str] | None,
+    table_uri: str,
+    storage_options: Mapping[str, str] | None,
+    name: str,
+    where: str,
+) -> ray.data.Dataset:
+    """The lazy dataset of exactly `files`: `columns` only (all when None) and the partition
+    columns, with the table's types; an empty table when there is no file."""
+    from ray.data.context import DataContext
+
+    from ray_assets._compat import bound_task_retries
+    from ray_assets.errors import SchemaMismatchError
+    from ray_assets.storage.filesystem import redact_uri
+    from ray_assets.storage.staging import DEFAULT_MAX_TASK_RETRIES
+
+    if columns is not None:
+        unknown = [c for c in columns if c not in table_schema.names]
+        if unknown:
+            raise SchemaMismatchError(
+                f"{where}, table {redact_uri(table_uri)}: requested columns {unknown} are not in "
+                f"the table (columns: {table_schema.names})."
+            )
+    datasource = TableFilesDatasource(
+        files=files,
+        table_schema=table_schema,
+        partition_columns=partition_columns,
+        columns=columns,
+        table_uri=table_uri,
+        storage_options=storage_options,
+        name=name,
+    )
+    if not datasource._files:
+        return ray.data.from_arrow(datasource.output_schema.empty_table())
+    max_retries = DataContext.get_current().get_config(
+        "ray_assets.max_task_retries", DEFAULT_MAX_TASK_RETRIES
+    )
+    dataset = datasource.dataset()
+    bound_task_retries(dataset, max_retries)
+    return dataset

@@ -1,8 +1,10 @@
-"""The worker half of a Delta write: Ray tasks write Hive-layout Parquet files and describe them.
+"""The worker half of every write: Ray tasks write Hive-layout Parquet files and describe them.
 
-It is imported only when a write runs, so `import ray_assets` does not import Ray.
-This follows the shape of Ray's own `Datasink`: each task writes its files and returns a small
-report; the driver (`DeltaStore`) makes the one decision, the commit. Unlike Ray's
+Both stores write their data files here (`DeltaStore` commits them to a Delta log,
+`ParquetStore` publishes them in partition manifests). It is imported only when a write runs,
+so `import ray_assets` does not import Ray. This follows the shape of Ray's own `Datasink`: each
+task writes its files under fresh names and returns a small report; the driver makes the one
+decision, the commit. Unlike Ray's
 `write_delta`, the task checks every row's partition value against the run's slice and the
 schema against the table's, so a stray row or a drifted column is found while the data streams
 by, not after a commit.
@@ -10,7 +12,6 @@ by, not after a commit.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
@@ -79,8 +80,8 @@ class BlockObserver(Protocol):
         """What the task reports to the driver (small: it travels through the object store)."""
 
 
-class DeltaFilesSink(Datasink):
-    """Writes a dataset as data files of one Delta table, without committing them."""
+class TableFilesSink(Datasink):
+    """Writes a dataset as data files of one table, without committing them."""
 
     def __init__(
         self,
@@ -110,7 +111,7 @@ class DeltaFilesSink(Datasink):
         self.reports: list[TaskWriteReport] = []
 
     def get_name(self) -> str:
-        return "DeltaFiles"
+        return "TableFiles"
 
     # ------------------------------------------------------------------ worker side
     def write(self, blocks: Iterable[Any], ctx: Any) -> TaskWriteReport:
@@ -269,7 +270,3 @@ def dictionary_columns(schema: pa.Schema) -> list[str] | bool:
     )
     names = [f.name for f in schema if any(check(f.type) for check in text_like)]
     return names or False
-
-
-def modification_time_ms() -> int:
-    return int(time.time() * 1000)
