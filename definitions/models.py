@@ -57,7 +57,7 @@ with warnings.catch_warnings():  # backfill_policy on dg.asset is beta in Dagste
         io_manager_key=MODEL_IO_MANAGER_KEY,
         kinds={"pytorch"},
         backfill_policy=dg.BackfillPolicy.single_run(),  # joins a range run with the daily assets
-        required_resource_keys={"ray", "delta_io_manager"},
+        required_resource_keys={"ray", MODEL_IO_MANAGER_KEY},
     )
     def return_risk_model(
         context: dg.AssetExecutionContext, orders_enriched: ray.data.Dataset
@@ -87,9 +87,7 @@ with warnings.catch_warnings():  # backfill_policy on dg.asset is beta in Dagste
             optimizer.step()
         buffer = io.BytesIO()
         torch.save({"inputs": inputs.shape[1], "state": network.state_dict()}, buffer)
-        models = (
-            f"{context.resources.delta_io_manager.root_uri.rstrip('/')}/models"  # by the tables
-        )
+        models = context.resources.model_io_manager.folder_uri()  # beside the artifact docs
         artifact = save_model(buffer.getvalue(), models, "return_risk", ".pt")
         context.add_output_metadata(
             {**artifact.metadata(), "training_rows": rows.num_rows, "loss": float(loss)}

@@ -20,6 +20,12 @@ class ModelArtifactIOManager(dg.ConfigurableIOManager):
     root_uri: str = Field(description="A folder or `s3://bucket/prefix`: the tables' root.")
     folder: str = Field(default="models", description="The documents' folder under the root.")
 
+    def folder_uri(self) -> str:
+        """Where model files belong: the folder of the artifact documents (`save_model`'s
+        `directory`)."""
+        root = self.root_uri if "://" in self.root_uri else os.path.abspath(self.root_uri)
+        return f"{root.rstrip('/')}/{self.folder}"
+
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if not isinstance(obj, ModelArtifact):
             raise TypeError(

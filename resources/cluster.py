@@ -6,10 +6,15 @@
 * `RAY_ASSETS_CRM_URL`: the CRM database the customer dimension is read from and daily
   revenue is exported to (`postgresql://user:password@host/db`; it holds a password, so it is
   only ever read as `dagster.EnvVar` and redacted wherever it is shown).
-* Object store settings: `AWS_REGION` and `AWS_ENDPOINT_URL` (an S3-compatible server) are
-  passed to delta-rs; credentials are never put in config: delta-rs (driver) and pyarrow
-  (Ray workers) both read `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` from each process's
-  environment, so they never reach Dagster's config, logs or metadata.
+* Object store settings: `AWS_REGION` and `AWS_ENDPOINT_URL` (an S3-compatible server) become
+  storage options. `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, when
+  the code location's environment has them, become storage options as `dagster.EnvVar`s: read
+  when a run starts, shown by name only, and passed to the Ray tasks through Ray's object store
+  (never as task arguments), so the Ray nodes need no credentials of their own. Without them,
+  delta-rs and pyarrow use each process's own chain (environment, instance role).
+* `RAY_ASSETS_MODEL_ROOT`: where model files and their artifact documents live (default: the
+  table root). The scoring actors read the model file with their node's own credentials, so
+  on an object store the nodes need them, or the models a shared path.
 
 Values are read when a run starts (`dagster.EnvVar`), so the code location loads even where
 they are not set, and a run without them fails saying which variable is missing.
@@ -27,6 +32,7 @@ from ray_assets.connectors.sql import SqlDatabase, SqlIOManager
 from resources.local import crm_resource, landing_from_env, order_source_from_env, scoring_pool
 
 STORAGE_OPTION_VARIABLES = {"AWS_REGION": "region", "AWS_ENDPOINT_URL": "endpoint"}
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def cluster_resources() -> dict[str, Any]:
@@ -42,18 +48,28 @@ def cluster_resources() -> dict[str, Any]:
         "landing": landing_from_env(),
         "crm": crm_resource(crm, seed_if_missing=False),
         "sql_io_manager": SqlIOManager(database=crm),
-        "model_io_manager": ModelArtifactIOManager(root_uri=dg.EnvVar("RAY_ASSETS_TABLE_ROOT")),
+        "model_io_manager": ModelArtifactIOManager(
+            root_uri=dg.EnvVar(
+                "RAY_ASSETS_MODEL_ROOT"
+                if os.environ.get("RAY_ASSETS_MODEL_ROOT")
+                else "RAY_ASSETS_TABLE_ROOT"
+            )
+        ),
         "scoring": scoring_pool(),
     }
 
 
-def storage_options_from_env() -> dict[str, str]:
-    """Non-secret object-store settings present in the environment, as delta-rs options."""
-    options = {
+def storage_options_from_env() -> dict[str, Any]:
+    """The object-store settings present in the environment, as delta-rs options: the plain
+    ones by value, the credentials as `dagster.EnvVar` (resolved when a run starts)."""
+    options: dict[str, Any] = {
         option: os.environ[variable]
         for variable, option in STORAGE_OPTION_VARIABLES.items()
         if os.environ.get(variable)
     }
     if options.get("endpoint", "").startswith("http://"):
         options["allow_http"] = "true"
+    for variable in CREDENTIAL_VARIABLES:
+        if os.environ.get(variable):
+            options[variable] = dg.EnvVar(variable)
     return options

@@ -176,54 +176,76 @@ def test_unknown_environment_is_refused() -> None:
 
 
 @pytest.mark.slow
-def test_cli_materializes_everything_for_a_range_in_one_run_on_a_cluster(
+def test_cli_materializes_everything_for_a_range_in_one_run_on_a_cluster_with_tables_on_s3(
     ray_session: str, postgres, tmp_path: Path
 ) -> None:
     """The natural command, `dagster asset materialize --select '*' --partition-range A...B`,
-    with the cluster resources: it joins the running Ray (the test session's), reads the
-    customers from the CRM in PostgreSQL, and writes the unpartitioned dimension and the range
-    of every daily asset, one commit per asset, the revenue export into PostgreSQL."""
+    with the cluster resources and every table on S3 (a local S3-compatible server), set by
+    environment variables only: it joins the running Ray (the test session's, whose workers
+    have no credentials), reads the customers from the CRM in PostgreSQL, and writes the
+    unpartitioned dimension and the range of every daily asset, one commit per asset, the
+    revenue export into PostgreSQL. Neither secret appears in the output or the event log."""
     from definitions.crm import Crm
+    from ray_assets import DeltaStore, PartitionSlice
     from ray_assets.connectors.sql import SqlDatabase
+    from tests.s3_server import REGION, running_server
 
     crm = SqlDatabase(url=postgres.url)
     Crm(database=crm).seed(OrderSource())  # the CRM's own data; the cluster never seeds it
-    root = tmp_path / "tables"
     home = tmp_path / "dagster_home"
     home.mkdir()
-    environment = {
-        **os.environ,
-        "RAY_ASSETS_ENV": "cluster",
-        "RAY_ADDRESS": ray_session,
-        "RAY_ASSETS_TABLE_ROOT": str(root),
-        "RAY_ASSETS_ROWS_PER_DAY": "500",
-        "RAY_ASSETS_CRM_URL": postgres.url,
-        "DAGSTER_HOME": str(home),
-    }
-    done = dagster_cli(
-        ["asset", "materialize", "-m", "definitions", "--select", "*"]
-        + ["--partition-range", "2024-02-01...2024-02-03"],
-        environment,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    days = ["2024-02-01", "2024-02-02", "2024-02-03"]
-    assert delta_log_rows(root / "raw_orders") == dict.fromkeys(days, 500)
-    for asset in ("raw_orders", "clean_orders", "orders_enriched", "daily_region_revenue"):
-        assert delta_version(root / asset) == 0
-        assert set(delta_log_rows(root / asset)) == set(days)
-    assert delta_log_rows(root / "customers") == {"": OrderSource().customers}
+    with running_server() as s3:
+        root = s3.uri("reference")
+        environment = {
+            **os.environ,
+            "RAY_ASSETS_ENV": "cluster",
+            "RAY_ADDRESS": ray_session,
+            "RAY_ASSETS_TABLE_ROOT": root,
+            "RAY_ASSETS_MODEL_ROOT": str(tmp_path / "models"),
+            "AWS_ENDPOINT_URL": s3.endpoint,
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": s3.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+            "RAY_ASSETS_ROWS_PER_DAY": "500",
+            "RAY_ASSETS_CRM_URL": postgres.url,
+            "DAGSTER_HOME": str(home),
+        }
+        done = dagster_cli(
+            ["asset", "materialize", "-m", "definitions", "--select", "*"]
+            + ["--partition-range", "2024-02-01...2024-02-03"],
+            environment,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+        def rows(asset: str) -> dict[str, int]:
+            store = DeltaStore(f"{root}/{asset}", storage_options=s3.storage_options)
+            assert store.version() == 0, asset  # one commit per asset
+            counts: dict[str, int] = {}
+            for data_file in store.data_files(PartitionSlice.unpartitioned(asset)):
+                day = next(iter(data_file.partition_values.values()), "")
+                counts[day or ""] = counts.get(day or "", 0) + (data_file.num_rows or 0)
+            return counts
+
+        days = ["2024-02-01", "2024-02-02", "2024-02-03"]
+        assert rows("raw_orders") == dict.fromkeys(days, 500)
+        for asset in ("clean_orders", "orders_enriched", "daily_region_revenue"):
+            assert set(rows(asset)) == set(days)
+        assert rows("customers") == {"": OrderSource().customers}
+        revenue_rows = sum(rows("daily_region_revenue").values())
     assert f"Ray ({ray_session}) is up" in done.stdout + done.stderr  # joined, did not start one
     exported = crm.fetch(
         "SELECT CAST(order_date AS TEXT) AS day, COUNT(*) AS n FROM daily_region_revenue_export "
         "GROUP BY 1 ORDER BY 1"
     ).to_pylist()
     assert [row["day"] for row in exported] == days
-    assert sum(row["n"] for row in exported) == sum(
-        delta_log_rows(root / "daily_region_revenue").values()
-    )
+    assert sum(row["n"] for row in exported) == revenue_rows
     from postgres_server import PASSWORD
 
-    assert PASSWORD not in done.stdout + done.stderr
+    for secret in (PASSWORD, s3.secret_key):
+        assert secret not in done.stdout + done.stderr
+        for stored in home.rglob("*"):  # the run's event log and run storage
+            if stored.is_file():
+                assert secret.encode() not in stored.read_bytes(), stored
 
 
 @pytest.mark.slow

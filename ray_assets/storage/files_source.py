@@ -31,6 +31,10 @@ from ray_assets.storage.worker_options import WorkerOptions
 _BATCH_ROWS = 128 * 1024
 _TASKS_PER_CPU = 4
 _MAX_TASK_BYTES = 256 * 1024**2
+_MIN_TASK_BYTES = 8 * 1024**2
+"""Below this much data per task, a task's fixed cost (start, filesystem, first request)
+outweighs what parallelism saves: one partition of 4 MB read by 8 tasks took 0.5 s, by one
+0.1 s."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +59,14 @@ class FileGroupsDatasource(Datasource):
         return sum(file.size_bytes for file in self._files)
 
     def read_task_count(self, cluster_cpus: float) -> int:
-        """As many read tasks as keep every CPU busy with some to balance (4 per CPU), more only
-        when that would give a task over 256 MiB of files, never more than one per file."""
-        by_size = math.ceil((self.estimate_inmemory_data_size() or 0) / _MAX_TASK_BYTES)
-        wanted = max(1, int(cluster_cpus) * _TASKS_PER_CPU, by_size)
+        """As many read tasks as keep every CPU busy with some to balance (4 per CPU), fewer
+        when a task would get under 8 MiB of files, more only when a task would get over
+        256 MiB, never more than one per file."""
+        size = self.estimate_inmemory_data_size() or 0
+        worth_it = max(1, math.ceil(size / _MIN_TASK_BYTES))
+        wanted = max(
+            min(int(cluster_cpus) * _TASKS_PER_CPU, worth_it), math.ceil(size / _MAX_TASK_BYTES)
+        )
         return max(1, min(len(self._files), wanted))
 
     def dataset(self) -> ray.data.Dataset:

@@ -7,12 +7,15 @@ the interpreter at exit (see the research notes on process exit).
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow.fs as pafs
+
+from ray_assets.storage.store_options import seconds, truthy
 
 _S3_OPTION_KEYS = {
     "access_key": ("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
@@ -34,6 +37,8 @@ _OBJECT_STORE_DEFAULTS = {
     "retry_timeout": "30s",
 }
 _SECRET_WORDS = ("secret", "token", "password", "sas", "key")
+# Inside a Google service-account or authorized-user JSON (itself a storage option's value).
+_SECRET_JSON_FIELDS = ("private_key", "private_key_id", "client_secret", "refresh_token")
 
 
 def object_store_options(uri: str, options: Mapping[str, str] | None) -> dict[str, str]:
@@ -46,7 +51,7 @@ def object_store_options(uri: str, options: Mapping[str, str] | None) -> dict[st
     replace another's.
     """
     result = dict(options or {})
-    unsafe = [k for k, v in result.items() if k.lower() == _UNSAFE_RENAME and _truthy(v)]
+    unsafe = [k for k, v in result.items() if k.lower() == _UNSAFE_RENAME and truthy(v)]
     if unsafe:
         from ray_assets.errors import RayAssetsError
 
@@ -62,7 +67,22 @@ def object_store_options(uri: str, options: Mapping[str, str] | None) -> dict[st
         for key, value in _OBJECT_STORE_DEFAULTS.items():
             if key not in lowered:
                 result[key] = value
+    _refuse_unmappable(uri, result)
     return result
+
+
+def _refuse_unmappable(uri: str, options: Mapping[str, str]) -> None:
+    """Raise now, naming the table, when the Ray tasks' pyarrow filesystem could not be made from
+    `options` (say an Azure bearer token): failing in the first write task would be later and
+    less clear, after delta-rs had already accepted the same options."""
+    from ray_assets.storage.azure_filesystem import AZURE_SCHEMES, check_azure_options
+    from ray_assets.storage.gcs_filesystem import GCS_SCHEMES, check_gcs_options
+
+    scheme = urlsplit(uri).scheme
+    if scheme in AZURE_SCHEMES:
+        check_azure_options(uri, options)
+    elif scheme in GCS_SCHEMES:
+        check_gcs_options(uri, options)
 
 
 def scrub_secrets(text: str, options: Mapping[str, str] | None) -> str:
@@ -71,21 +91,27 @@ def scrub_secrets(text: str, options: Mapping[str, str] | None) -> str:
         if value and len(value) >= 4 and any(word in key.lower() for word in _SECRET_WORDS):
             if "access_key_id" in key.lower():
                 continue  # an identifier, not a secret; it helps to see which key failed
-            text = text.replace(value, "***")
+            for secret in (*_json_secrets(value), value):
+                text = text.replace(secret, "***")
     return text
 
 
-def _seconds(text: str) -> float:
-    """`"10s"`, `"500ms"`, `"2m"` or a bare number of seconds, as seconds."""
-    value = str(text).strip().lower()
-    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
-        if value.endswith(suffix):
-            return float(value[: -len(suffix)]) * factor
-    return float(value)
-
-
-def _truthy(value: object) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
+def _json_secrets(value: str) -> list[str]:
+    """The secret fields of a credentials JSON given inline (a Google service-account key): an
+    error quoting the private key alone would not contain the whole option value."""
+    if not value.lstrip().startswith("{"):
+        return []
+    try:
+        fields = json.loads(value)
+    except ValueError:
+        return []
+    if not isinstance(fields, dict):
+        return []
+    return [
+        str(fields[name])
+        for name in _SECRET_JSON_FIELDS
+        if fields.get(name) and len(str(fields[name])) >= 4
+    ]
 
 
 def normalize_table_uri(uri: str) -> str:
@@ -129,7 +155,7 @@ def resolve_filesystem(
             ("request_timeout", "timeout"),
         ):
             if lowered.get(name):
-                kwargs[argument] = _seconds(lowered[name])
+                kwargs[argument] = seconds(lowered[name])
         if lowered.get("max_retries"):
             kwargs["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(
                 max_attempts=int(lowered["max_retries"]) + 1
@@ -140,16 +166,27 @@ def resolve_filesystem(
         if endpoint:
             kwargs["endpoint_override"] = endpoint.split("://", 1)[-1]
         return pafs.S3FileSystem(**kwargs), f"{parts.netloc}{parts.path}"
+    from ray_assets.storage.azure_filesystem import AZURE_SCHEMES, azure_filesystem
+    from ray_assets.storage.gcs_filesystem import GCS_SCHEMES, gcs_filesystem
+
+    if parts.scheme in AZURE_SCHEMES:
+        return azure_filesystem(uri, storage_options or {})
+    if parts.scheme in GCS_SCHEMES:
+        return gcs_filesystem(uri, storage_options or {})
     filesystem, path = pafs.FileSystem.from_uri(uri)
     return filesystem, path
 
 
 def redact_uri(uri: str) -> str:
-    """`uri` without user info or query string: safe for logs, metadata and errors."""
+    """`uri` without credentials in its user info or query string: safe for logs, metadata and
+    errors. The user part of `abfs(s)://CONTAINER@ACCOUNT...` names the container, not a
+    person, and stays (without a password)."""
     parts = urlsplit(uri)
     if not parts.scheme:
         return uri
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"
+    if parts.scheme in ("abfs", "abfss") and parts.username and parts.password is None:
+        host = f"{parts.username}@{host}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
