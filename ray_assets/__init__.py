@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ray_assets.reads import read_parquet_files
     from ray_assets.runs import materialize_partition_range, partition_range_tags
     from ray_assets.storage import DeltaStore, ParquetStore, PartitionWriteStats, WriteResult
+    from ray_assets.unity_catalog import UnityCatalogError, unity_catalog_table
 
 _EXPORTS = {
     "ActorPool": "ray_assets.actor_pools",
@@ -67,6 +68,8 @@ _EXPORTS = {
     "DeltaIOManager": "ray_assets.io_manager",
     "ParquetIOManager": "ray_assets.io_manager",
     "external_delta_table": "ray_assets.external_delta",
+    "unity_catalog_table": "ray_assets.unity_catalog",
+    "UnityCatalogError": "ray_assets.unity_catalog",
     "broadcast_join": "ray_assets.joins",
     "checks": "ray_assets.checks",
     "shuffle_partitions": "ray_assets.joins",
@@ -117,6 +120,7 @@ __all__ = [
     "RayResource",
     "SchemaMismatchError",
     "StrayPartitionValuesError",
+    "UnityCatalogError",
     "UnstorableValueError",
     "UnsupportedTableError",
     "WriteResult",
@@ -128,6 +132,7 @@ __all__ = [
     "materialize_partition_range",
     "partition_range_tags",
     "ray_asset",
+    "unity_catalog_table",
     "read_parquet_files",
     "shuffle_partitions",
 ]
