@@ -79,9 +79,13 @@ def test_the_model_is_built_once_per_actor_not_per_batch(ray_session, tmp_path) 
     assert pool.plan().max_actors == 2  # (2 CPUs - 1 reserved) / 0.5
     scored = pool.map(_ids(), CountingModel, {"model": model, "seen": str(seen)}).to_pandas()
     assert len(scored) == ROWS and (scored["score"] == scored["id"] * 0.5).all()
-    inits = list(seen.glob("init-*"))
-    assert len(list(seen.glob("batch-*"))) >= ROWS // 1_000
-    assert 1 <= len(inits) <= 2 and len(inits) == scored["pid"].nunique()
+    init_pids = [int(path.name.split("-")[1]) for path in seen.glob("init-*")]
+    batch_pids = [int(path.name.split("-")[1]) for path in seen.glob("batch-*")]
+    assert len(batch_pids) >= ROWS // 1_000
+    # each actor built the model once, whatever its number of batches (Ray may start a second
+    # actor that the scheduler then gives no batch)
+    assert 1 <= len(init_pids) <= 2 and len(set(init_pids)) == len(init_pids)
+    assert set(scored["pid"]) == set(batch_pids) <= set(init_pids)
 
 
 def test_without_gpus_the_pool_falls_back_to_cpu_or_fails_clearly(ray_session, tmp_path) -> None:

@@ -132,9 +132,8 @@ def test_strays_and_schema_drift_are_refused_and_leave_nothing(ray_session, lake
 
 
 def test_a_writer_killed_before_it_publishes_leaves_the_old_partition_live(
-    ray_session, tmp_path
+    ray_session, lake
 ) -> None:
-    lake = Lake(str(tmp_path))  # a process kill is the same on any store; S3 has its own below
     store = parquet(lake)
     store.write(orders(DAYS), daily(DAYS), write_id="run-1")
     live = data_files_on_disk(store)
