@@ -4,6 +4,9 @@
   (`RAY_ASSETS_DAILY_CRON` changes when). Its run key is the day, so a tick that finds the day
   already requested launches nothing: ticking more often never doubles a day.
 * `refresh_customers` reloads the customer dimension at 01:00 UTC.
+* `table_maintenance` (Sundays at 04:00 UTC) reclaims the files of killed runs, compacts small
+  files and vacuums files replaced more than 7 days ago, in every Delta table of the pipeline
+  (`ray_assets.maintenance`).
 * `follow_upstream` evaluates the assets' automation conditions: downstream days follow upstream
   days materialized by anything else (a manual run, the landing sensor).
 """
@@ -14,7 +17,8 @@ import os
 
 import dagster as dg
 
-from definitions.assets import DAILY_ASSETS, daily
+from definitions.assets import DAILY_ASSETS, DELTA_ASSETS, daily
+from ray_assets.maintenance import table_maintenance_job
 
 DEFAULT_DAILY_CRON = "0 2 * * *"
 
@@ -55,5 +59,10 @@ follow_upstream = dg.AutomationConditionSensorDefinition(
     description="Evaluates the assets' automation conditions: downstream days follow upstream.",
 )
 
-JOBS = [daily_orders_job, customers_job]
-SCHEDULES = [daily_orders_schedule, customers_schedule]
+maintenance_job = table_maintenance_job(
+    [*DELTA_ASSETS, "orders_scored", "landed_orders"]  # every table the DeltaIOManager keeps
+)
+maintenance_schedule = dg.ScheduleDefinition(job=maintenance_job, cron_schedule="0 4 * * 0")
+
+JOBS = [daily_orders_job, customers_job, maintenance_job]
+SCHEDULES = [daily_orders_schedule, customers_schedule, maintenance_schedule]

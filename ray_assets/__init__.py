@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ray_assets.io_manager import DeltaIOManager, ParquetIOManager
     from ray_assets.joins import broadcast_join, shuffle_partitions
     from ray_assets.lookups import lookup
+    from ray_assets.maintenance import maintain_table, table_maintenance_job
     from ray_assets.model_io_manager import ModelArtifactIOManager
     from ray_assets.models import ModelArtifact, record_model, save_model
     from ray_assets.partition_slice import PartitionSlice
@@ -69,6 +70,8 @@ _EXPORTS = {
     "ParquetIOManager": "ray_assets.io_manager",
     "external_delta_table": "ray_assets.external_delta",
     "unity_catalog_table": "ray_assets.unity_catalog",
+    "maintain_table": "ray_assets.maintenance",
+    "table_maintenance_job": "ray_assets.maintenance",
     "UnityCatalogError": "ray_assets.unity_catalog",
     "broadcast_join": "ray_assets.joins",
     "checks": "ray_assets.checks",
@@ -129,9 +132,11 @@ __all__ = [
     "checks",
     "external_delta_table",
     "lookup",
+    "maintain_table",
     "materialize_partition_range",
     "partition_range_tags",
     "ray_asset",
+    "table_maintenance_job",
     "unity_catalog_table",
     "read_parquet_files",
     "shuffle_partitions",

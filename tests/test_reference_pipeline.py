@@ -147,10 +147,15 @@ def test_code_location_loads_with_jobs_and_schedules() -> None:
 
     dg.Definitions.validate_loadable(definitions.defs)
     repository = definitions.defs.get_repository_def()
-    assert {job.name for job in repository.get_all_jobs()} >= {"daily_orders", "refresh_customers"}
+    assert {job.name for job in repository.get_all_jobs()} >= {
+        "daily_orders",
+        "refresh_customers",
+        "table_maintenance",
+    }
     assert {s.name for s in repository.schedule_defs} == {
         "daily_orders_schedule",
         "refresh_customers_schedule",
+        "table_maintenance_schedule",
     }
 
 

@@ -195,6 +195,8 @@ class DeltaStore:
             schema_evolution=schema_evolution,
             observer=observer,
             what=what,
+            write_id=write_id,
+            app_id=app_id,
         )
         schema, files = staged.schema, list(staged.files)
         changes = []
@@ -223,6 +225,7 @@ class DeltaStore:
         if gate_record is not None:
             custom[GATE_KEY] = gate_record
         outcome = committer.commit(files, schema, custom)
+        staged.forget()  # committed: maintenance must leave its files to vacuum
         return WriteResult(
             table_uri=redact_uri(self.table_uri),
             table_version=outcome.table_version,

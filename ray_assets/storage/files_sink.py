@@ -217,16 +217,21 @@ class TableFilesSink(Datasink):
         relative = f"{directory}/{name}" if directory else name
         path = f"{root}/{relative}"
         filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        footers: list[pq.FileMetaData] = []
-        pq.write_table(
-            data,
-            path,
-            filesystem=filesystem,
-            compression=self._compression,
-            use_dictionary=dictionary_columns(data.schema),
-            metadata_collector=footers,
-        )
-        null_counts, min_values, max_values = column_statistics(data, footers[0])
+        # The writer is closed here rather than by `pq.write_table`: when the disk fills up,
+        # `write_table` reports only "file metadata is only available after writer close",
+        # hiding the OSError (No space left on device) that closing the file raised.
+        with filesystem.open_output_stream(path) as stream:
+            writer = pq.ParquetWriter(
+                stream,
+                data.schema,
+                compression=self._compression,
+                use_dictionary=dictionary_columns(data.schema),
+            )
+            try:
+                writer.write_table(data)
+            finally:
+                writer.close()
+        null_counts, min_values, max_values = column_statistics(data, writer.writer.metadata)
         return FileStats(
             path=relative,
             partition_values=partition_values,

@@ -180,6 +180,8 @@ class ParquetStore:
             schema_evolution=schema_evolution,
             observer=observer,
             what=what,
+            write_id=write_id,
+            app_id=app_id,
         )
         changes: list[str] = []
         if meta is not None and not staged.schema.equals(meta.schema):
@@ -195,6 +197,7 @@ class ParquetStore:
         except (ConcurrentWriteError, SchemaMismatchError):
             staged.remove_files()
             raise
+        staged.forget()
         files = list(staged.files)
         return WriteResult(
             table_uri=redact_uri(self.table_uri),

@@ -38,6 +38,8 @@ class StagedWrite:
     storage_options: Mapping[str, str] = field(default_factory=dict)
     key_of: Mapping[tuple[str, ...], str] = field(default_factory=dict)
     """Stored partition values -> Dagster partition key (empty when unpartitioned)."""
+    write_uuid: str = ""
+    """The part of the files' names that is this write's (its `write_records` entry)."""
 
     @property
     def keys(self) -> list[str]:
@@ -82,8 +84,17 @@ class StagedWrite:
                     table = table.append_column(column, value)
             yield table.select(list(columns))
 
+    def forget(self) -> None:
+        """Drop the write's record: it committed, or its files are gone."""
+        if self.write_uuid:
+            from ray_assets.storage.write_records import forget_write
+
+            filesystem, root = resolve_filesystem(self.table_uri, self.storage_options)
+            forget_write(filesystem, root, self.write_uuid)
+
     def remove_files(self) -> int:
-        """Delete the written files (the write will not commit them); how many were removed."""
+        """Delete the written files (the write will not commit them) and the write's record;
+        how many files were removed."""
         filesystem, root = resolve_filesystem(self.table_uri, self.storage_options)
         removed = 0
         for stats in self.files:
@@ -92,4 +103,5 @@ class StagedWrite:
                 removed += 1
             except OSError:
                 continue  # an orphan left for vacuum: never visible, never committed
+        self.forget()
         return removed

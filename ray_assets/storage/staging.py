@@ -19,9 +19,11 @@ import pyarrow as pa
 
 from ray_assets.errors import PartitionColumnError, SchemaMismatchError, StrayPartitionValuesError
 from ray_assets.partition_slice import PartitionSlice, canonical_partition_text
+from ray_assets.storage.filesystem import resolve_filesystem
 from ray_assets.storage.ray_errors import pipeline_error
 from ray_assets.storage.schema_evolution import SchemaEvolution, merge
 from ray_assets.storage.staged import StagedWrite
+from ray_assets.storage.write_records import new_record, record_write
 from ray_assets.storage.write_result import PartitionWriteStats, column_profile
 
 if TYPE_CHECKING:
@@ -72,8 +74,12 @@ def stage(
     schema_evolution: SchemaEvolution,
     observer: BlockObserver | None,
     what: str,
+    write_id: str,
+    app_id: str,
 ) -> StagedWrite:
-    """Execute `data` once into uncommitted files under `table_uri` and check them.
+    """Execute `data` once into uncommitted files under `table_uri` and check them. The write is
+    recorded first (`write_records`), so that maintenance can tell its files from a live
+    write's if it dies before its commit; the store forgets it once it commits.
 
     Raises:
         PipelineFailedError: the pipeline failed.
@@ -88,13 +94,17 @@ def stage(
     max_retries = DataContext.get_current().get_config(
         "ray_assets.max_task_retries", DEFAULT_MAX_TASK_RETRIES
     )
+    _refuse_unstorable_keys(partition_slice, expected_schema, what)
+    write_uuid = uuid.uuid4().hex[:16]
+    filesystem, root = resolve_filesystem(table_uri, storage_options)
+    record_write(filesystem, root, new_record(write_uuid, write_id, app_id))
     sink = TableFilesSink(
         table_uri=table_uri,
         storage_options=storage_options,
         partition_columns=partition_slice.columns,
         partition_slice=partition_slice if partition_slice.is_partitioned else None,
         expected_schema=expected_schema,
-        write_uuid=uuid.uuid4().hex[:16],
+        write_uuid=write_uuid,
         declared_types=declared_types,
         schema_evolution=schema_evolution,
         observer=observer,
@@ -113,6 +123,7 @@ def stage(
         observations=[report.observations for report in sink.reports],
         table_uri=table_uri,
         storage_options=storage_options,
+        write_uuid=write_uuid,
     )
     try:
         _raise_on_stray_values(sink.reports, partition_slice, what)
@@ -128,7 +139,36 @@ def stage(
         table_uri=table_uri,
         storage_options=storage_options,
         key_of=_key_of(partition_slice, schema),
+        write_uuid=write_uuid,
     )
+
+
+_MAX_NAME_BYTES = 255
+"""The longest file or directory name local file systems (ext4, APFS, NTFS) accept."""
+
+
+def _refuse_unstorable_keys(
+    partition_slice: PartitionSlice, schema: pa.Schema | None, what: str
+) -> None:
+    """Refuse, before any file is written, a key whose partition directory name no file system
+    can hold (a very long key): the tasks would otherwise fail one by one, after writing other
+    partitions' files."""
+    from ray_assets.errors import PartitionKeyError
+    from ray_assets.storage.files_sink import partition_directory
+
+    if not partition_slice.is_partitioned:
+        return
+    types = partition_slice.column_types(schema) if schema is not None else {}
+    for values in partition_slice.stored_values(types):
+        for column, value in zip(partition_slice.columns, values, strict=True):
+            name = partition_directory([column], [value])
+            if len(name.encode()) > _MAX_NAME_BYTES:
+                raise PartitionKeyError(
+                    f"{what}: the partition key for column '{column}' ({value[:40]!r}..., "
+                    f"{len(value)} characters) makes a directory name of {len(name.encode())} "
+                    f"bytes, over the {_MAX_NAME_BYTES} a file system accepts. Nothing was "
+                    "written; use shorter keys."
+                )
 
 
 def run_gate(gate: Gate | None, staged: StagedWrite) -> Any:

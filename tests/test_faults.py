@@ -1,0 +1,168 @@
+"""Faults of the matrix (F08, F09, F17) injected for real, with the invariants checked after:
+the table readable at its committed version, exact content, nothing outside the table root."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ray_assets import (
+    DeltaIOManager,
+    DeltaStore,
+    PartitionKeyError,
+    PartitionSlice,
+    PipelineFailedError,
+    RayResource,
+    ray_asset,
+)
+from ray_assets.maintenance import reclaim_orphans
+from tests.conftest import failure_text
+from tests.test_delta_s3 import daily
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """An 8 MiB tmpfs: a disk that fills up for real."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_f08_a_full_disk_fails_the_write_cleanly_and_a_retry_succeeds(
+    ray_session, small_disk
+) -> None:
+    import ray.data
+
+    store = DeltaStore(str(small_disk / "orders"))
+
+    def rows(day: str, count: int):  # incompressible text: ~0.5 KB a row on disk
+        def noise(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            rng = np.random.default_rng(int(batch["id"][0]))
+            return {
+                "order_id": batch["id"],
+                "order_date": np.full(len(batch["id"]), day, dtype=object),
+                "blob": np.array([rng.bytes(256).hex() for _ in batch["id"]], dtype=object),
+            }
+
+        return ray.data.range(count, override_num_blocks=4).map_batches(noise)
+
+    store.write(rows("2024-01-01", 100), daily(["2024-01-01"]), write_id="small")
+    with pytest.raises(PipelineFailedError, match="No space left on device") as error:
+        store.write(rows("2024-01-02", 40_000), daily(["2024-01-02"]), write_id="too-big")
+    assert "2024-01-02" in str(error.value)  # names the partition
+    assert store.version() == 0 and store.read(daily(["2024-01-01"])).count() == 100
+    removed, _, _ = reclaim_orphans(store, lambda write: write == "too-big")
+    assert removed  # the failed write's files, reclaimed: the space is back
+    store.write(rows("2024-01-02", 100), daily(["2024-01-02"]), write_id="retry")
+    assert store.version() == 1 and store.read(daily(["2024-01-02"])).count() == 100
+
+
+def test_f09_a_corrupt_source_file_fails_before_any_commit_naming_it(ray_session, tmp_path) -> None:
+    from ray_assets import read_parquet_files
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for index in range(3):
+        table = pa.table(
+            {
+                "order_id": list(range(index * 10, index * 10 + 10)),
+                "order_date": ["2024-01-01"] * 10,
+            }
+        )
+        pq.write_table(table, source / f"part-{index}.parquet")
+    broken = source / "part-1.parquet"
+    broken.write_bytes(broken.read_bytes()[:-40])  # truncated: the footer is gone
+    store = DeltaStore(str(tmp_path / "orders"))
+    with pytest.raises(Exception, match="part-1.parquet") as error:
+        store.write(read_parquet_files(str(source)), daily(["2024-01-01"]), write_id="bad")
+    assert "2024-01-01" in str(error.value) or "part-1.parquet" in str(error.value)
+    assert store.version() is None  # nothing was committed: no table at all
+
+
+HOSTILE_KEYS = [
+    "../../etc",
+    "/etc/passwd",
+    "a/b",
+    "..",
+    "%2e%2e",
+    "\\..\\windows",
+    "\u2024\u2024/etc",  # one-dot leaders that look like ".."
+    "x' OR '1'='1",
+]
+
+tenants = dg.DynamicPartitionsDefinition(name="tenants")
+
+
+@ray_asset(partitions_def=tenants, partition_column="tenant")
+def tenant_rows(context: dg.AssetExecutionContext):
+    import ray.data
+
+    return ray.data.from_arrow(pa.table({"tenant": [context.partition_key], "v": [1]}))
+
+
+def test_f17_hostile_dynamic_keys_and_run_tags_stay_inside_the_table(ray_session, tmp_path) -> None:
+    root = tmp_path / "root"
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("tenants", HOSTILE_KEYS)
+    resources = {
+        "ray": RayResource(address=ray_session),
+        "delta_io_manager": DeltaIOManager(root_uri=str(root)),
+    }
+    for key in HOSTILE_KEYS:
+        run = dg.materialize(
+            [tenant_rows],
+            resources=resources,
+            partition_key=key,
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert run.success, failure_text(run)
+    outside = [p for p in tmp_path.rglob("*") if p.is_file() and root not in p.parents]
+    assert outside == []
+    table = root / "tenant_rows"
+    assert all(table in p.parents for p in root.rglob("*.parquet"))
+    store = DeltaStore(str(table))
+    for key in HOSTILE_KEYS:  # each key reads back as itself, from its own directory
+        one = PartitionSlice.from_keys(
+            tenants, [key], "tenant", asset_key="tenant_rows", dynamic_partitions_store=instance
+        )
+        assert store.read(one).take_all() == [{"tenant": key, "v": 1}]
+
+    # a key that is no partition of the asset, given as a run tag: refused before any IO
+    before = sorted(p.name for p in table.rglob("*"))
+    bad = dg.materialize(
+        [tenant_rows],
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+        tags={"dagster/partition": "../../../outside"},
+    )
+    assert not bad.success
+    assert sorted(p.name for p in table.rglob("*")) == before
+    assert not (tmp_path / "outside").exists()
+
+
+def test_f17_a_key_too_long_for_a_file_name_is_refused_before_any_io(ray_session, tmp_path) -> None:
+    import ray.data
+
+    long_key = "k" * 300
+    static = dg.StaticPartitionsDefinition([long_key])
+    table = tmp_path / "t"
+    with pytest.raises(PartitionKeyError, match="300 characters"):
+        DeltaStore(str(table)).write(
+            ray.data.from_arrow(pa.table({"k": [long_key]})),
+            PartitionSlice.from_keys(static, [long_key], "k", asset_key="t"),
+        )
+    assert not table.exists() or not list(table.rglob("*.parquet"))
+    shutil.rmtree(table, ignore_errors=True)
