@@ -144,8 +144,10 @@ def reclaim_orphans(
         for uuid, record in records.items()
         if table.transaction_version(record.app_id) is None and write_is_over(record.write_id)
     }
-    committed = {
-        uuid for uuid, record in records.items() if table.transaction_version(record.app_id)
+    committed = {  # a transaction's version may be 0: compare with None
+        uuid
+        for uuid, record in records.items()
+        if table.transaction_version(record.app_id) is not None
     }
     removed, removed_bytes, running = [], 0, 0
     selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)

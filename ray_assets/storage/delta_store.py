@@ -6,7 +6,8 @@ replaces exactly the run's partitions, tagged with a transaction identifier so a
 or a re-run of the same run changes nothing. Anything that fails before the commit leaves the
 table at its previous version. Files of a refused write are deleted; files of a failed commit
 are not (a lost reply over a durable commit would then destroy committed data): they are
-invisible to readers and a `vacuum(full=True)` after the retention window reclaims them.
+invisible to readers, and `ray_assets.maintenance` reclaims them once the write's run is over
+and its transaction is not in the table.
 Reads list the slice's files from one version of the log (`files_source`).
 """
 
