@@ -131,23 +131,26 @@ def reclaim_orphans(
 ) -> tuple[list[str], int, int]:
     """Delete the files of writes that are over and never committed; (paths, bytes, files kept
     because their write may still commit them)."""
-    table = store.open_table()
-    if table is None:
-        return [], 0, 0
+    table = store.open_table()  # None when no write ever committed: nothing is referenced
     filesystem, root = resolve_filesystem(store.table_uri, store.storage_options)
-    referenced = {
-        unquote(path) for path in pa.table(table.get_add_actions(flatten=True))["path"].to_pylist()
-    }
+    referenced = (
+        set()
+        if table is None
+        else {
+            unquote(path)
+            for path in pa.table(table.get_add_actions(flatten=True))["path"].to_pylist()
+        }
+    )
     records = {record.write_uuid: record for record in read_records(filesystem, root)}
-    dead = {
-        uuid
-        for uuid, record in records.items()
-        if table.transaction_version(record.app_id) is None and write_is_over(record.write_id)
-    }
     committed = {  # a transaction's version may be 0: compare with None
         uuid
         for uuid, record in records.items()
-        if table.transaction_version(record.app_id) is not None
+        if table is not None and table.transaction_version(record.app_id) is not None
+    }
+    dead = {
+        uuid
+        for uuid, record in records.items()
+        if uuid not in committed and write_is_over(record.write_id)
     }
     removed, removed_bytes, running = [], 0, 0
     selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
@@ -209,8 +212,12 @@ def table_maintenance_job(
         is_over = run_is_over(context.instance)
         for key in keys:
             store = io_manager.store_for(key)
-            if store.open_table() is None:
-                context.log.info(f"{key.to_user_string()}: no table yet, nothing to maintain")
+            if store.open_table() is None:  # only the files of first writes that failed
+                removed, _, _ = reclaim_orphans(store, is_over, dry_run=config.dry_run)
+                context.log.info(
+                    f"{key.to_user_string()}: no table yet; {len(removed)} file(s) of failed "
+                    "first writes reclaimed"
+                )
                 continue
             result = maintain_table(
                 store,

@@ -55,7 +55,8 @@ def test_f08_a_full_disk_fails_the_write_cleanly_and_a_retry_succeeds(
                 "blob": np.array([rng.bytes(256).hex() for _ in batch["id"]], dtype=object),
             }
 
-        return ray.data.range(count, override_num_blocks=4).map_batches(noise)
+        # one block: when the write fails, no other task is still filling the disk
+        return ray.data.range(count, override_num_blocks=1).map_batches(noise)
 
     store.write(rows("2024-01-01", 100), daily(["2024-01-01"]), write_id="small")
     with pytest.raises(PipelineFailedError, match="No space left on device") as error:

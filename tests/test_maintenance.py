@@ -151,3 +151,24 @@ def test_the_maintenance_job_reclaims_a_failed_runs_files(
     store = DeltaStore(str(table))
     assert store.read(daily(DAYS[:1])).count() == 20
     assert not list((table / "_ray_assets" / "writes").glob("*"))  # no write left to decide
+
+
+def test_a_failed_first_write_is_reclaimed_though_no_table_exists(
+    ray_session, tmp_path, monkeypatch
+) -> None:
+    from ray_assets.maintenance import reclaim_orphans
+
+    def lost_commit(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise OSError("the machine lost its connection to the store")
+
+    table = tmp_path / "orders"
+    store = DeltaStore(str(table))
+    monkeypatch.setattr(delta_commit.SliceCommitter, "commit", lost_commit)
+    with pytest.raises(OSError, match="lost its connection"):
+        store.write(orders(DAYS, 10), daily(DAYS), write_id="first")
+    monkeypatch.undo()
+    left = data_files(table)
+    assert left and store.version() is None
+    assert reclaim_orphans(store, lambda run: False)[0] == []  # a live write: kept
+    removed, _, _ = reclaim_orphans(store, lambda run: run == "first")
+    assert sorted(removed) == sorted(left) and not data_files(table)
