@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_assets.errors import (
-    ObjectStoreError,
     PartitionColumnError,
     RayAssetsError,
     SchemaMismatchError,
@@ -45,11 +44,18 @@ from ray_assets.storage.filesystem import (
     object_store_options,
     redact_uri,
     resolve_filesystem,
-    scrub_secrets,
+    unreadable_store_error,
 )
 from ray_assets.storage.schema_evolution import SchemaEvolution
 from ray_assets.storage.schema_evolution import refuse_unknown_policy as refuse_unknown_evolution
-from ray_assets.storage.staging import Gate, check_layout, partition_stats, run_gate, stage
+from ray_assets.storage.staging import (
+    Gate,
+    check_layout,
+    partition_stats,
+    run_gate,
+    stage,
+    write_app_id,
+)
 from ray_assets.storage.write_result import (
     PartitionWriteStats,
     WriteResult,
@@ -108,12 +114,7 @@ class DeltaStore:
         except TableNotFoundError:
             return None
         except OSError as error:  # the store itself failed: no bucket, refused, unreachable
-            raise ObjectStoreError(
-                f"table {redact_uri(self.table_uri)}: the object store could not be read, so "
-                "nothing was read or written. Check the bucket, the endpoint and the "
-                "credentials. Cause: "
-                + scrub_secrets(_first_lines(str(error)), self.storage_options)
-            ) from None
+            raise unreadable_store_error(self.table_uri, self.storage_options, error) from None
 
     def version(self) -> int | None:
         """The latest table version, or None when no table exists yet."""
@@ -169,7 +170,7 @@ class DeltaStore:
         what = f"{partition_slice.describe()}, table {redact_uri(self.table_uri)}"
         write_id = write_id or uuid.uuid4().hex
         schema_evolution = refuse_unknown_evolution(schema_evolution)
-        app_id = _app_id(write_id, partition_slice)
+        app_id = write_app_id(write_id, partition_slice)
         table = self.open_table()
         expected_schema = None
         if table is not None:
@@ -426,16 +427,3 @@ class DeltaStore:
                 )
             )
         return files
-
-
-def _first_lines(text: str, lines: int = 6) -> str:
-    """delta-rs' error chain, one cause per line with terminal colours, as one short line."""
-    import re
-
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    parts = [part.strip(" ↳") for part in plain.splitlines() if part.strip(" ↳")]
-    return " <- ".join(parts[:lines])
-
-
-def _app_id(write_id: str, partition_slice: PartitionSlice) -> str:
-    return f"{MARKER}-{partition_slice.fingerprint()}-{write_id}"

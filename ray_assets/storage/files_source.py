@@ -237,12 +237,10 @@ def files_dataset(
 ) -> ray.data.Dataset:
     """The lazy dataset of exactly `files`: `columns` only (all when None) and the partition
     columns, with the table's types; an empty table when there is no file."""
-    from ray.data.context import DataContext
-
     from ray_assets._compat import bound_task_retries
     from ray_assets.errors import SchemaMismatchError
     from ray_assets.storage.filesystem import redact_uri
-    from ray_assets.storage.staging import DEFAULT_MAX_TASK_RETRIES
+    from ray_assets.storage.staging import max_task_retries
 
     if columns is not None:
         unknown = [c for c in columns if c not in table_schema.names]
@@ -262,9 +260,6 @@ def files_dataset(
     )
     if not datasource._files:
         return ray.data.from_arrow(datasource.output_schema.empty_table())
-    max_retries = DataContext.get_current().get_config(
-        "ray_assets.max_task_retries", DEFAULT_MAX_TASK_RETRIES
-    )
     dataset = datasource.dataset()
-    bound_task_retries(dataset, max_retries)
+    bound_task_retries(dataset, max_task_retries())
     return dataset

@@ -190,3 +190,27 @@ def redact_uri(uri: str) -> str:
     if parts.scheme in ("abfs", "abfss") and parts.username and parts.password is None:
         host = f"{parts.username}@{host}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def unreadable_store_error(
+    table_uri: str, storage_options: Mapping[str, str] | None, error: BaseException
+) -> Exception:
+    """The `ObjectStoreError` of a store that failed before anything was read or written (no
+    bucket, refused, unreachable): it names the table, and the cause without secrets."""
+    from ray_assets.errors import ObjectStoreError
+
+    return ObjectStoreError(
+        f"table {redact_uri(table_uri)}: the object store could not be read, so nothing was read "
+        "or written. Check the bucket, the endpoint and the credentials. Cause: "
+        + scrub_secrets(_first_lines(str(error)), storage_options)
+    )
+
+
+def _first_lines(text: str, lines: int = 6) -> str:
+    """An error chain (delta-rs writes one cause per line, with terminal colours) as one short
+    line."""
+    import re
+
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    parts = [part.strip(" ↳") for part in plain.splitlines() if part.strip(" ↳")]
+    return " <- ".join(parts[:lines])

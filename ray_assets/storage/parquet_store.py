@@ -28,19 +28,18 @@ import pyarrow.fs as pafs
 
 from ray_assets.errors import (
     ConcurrentWriteError,
-    ObjectStoreError,
     PartitionColumnError,
     RayAssetsError,
     SchemaMismatchError,
 )
 from ray_assets.partition_slice import PartitionSlice
-from ray_assets.storage.delta_commit import MARKER, ConcurrentCommit, refuse_unknown_policy
+from ray_assets.storage.delta_commit import ConcurrentCommit, refuse_unknown_policy
 from ray_assets.storage.filesystem import (
     normalize_table_uri,
     object_store_options,
     redact_uri,
     resolve_filesystem,
-    scrub_secrets,
+    unreadable_store_error,
 )
 from ray_assets.storage.parquet_manifest import (
     META_DIR,
@@ -52,7 +51,14 @@ from ray_assets.storage.parquet_manifest import (
 )
 from ray_assets.storage.schema_evolution import SchemaEvolution, merge
 from ray_assets.storage.schema_evolution import refuse_unknown_policy as refuse_unknown_evolution
-from ray_assets.storage.staging import Gate, check_layout, partition_stats, run_gate, stage
+from ray_assets.storage.staging import (
+    Gate,
+    check_layout,
+    partition_stats,
+    run_gate,
+    stage,
+    write_app_id,
+)
 from ray_assets.storage.write_result import (
     PartitionWriteStats,
     WriteResult,
@@ -117,11 +123,7 @@ class ParquetStore:
         try:
             return log.read_table()
         except OSError as error:  # the store itself failed: no bucket, refused, unreachable
-            raise ObjectStoreError(
-                f"table {redact_uri(self.table_uri)}: the object store could not be read, so "
-                "nothing was read or written. Check the bucket, the endpoint and the "
-                "credentials. Cause: " + scrub_secrets(str(error), self.storage_options)
-            ) from None
+            raise unreadable_store_error(self.table_uri, self.storage_options, error) from None
 
     def schema(self) -> pa.Schema | None:
         """The table's schema, or None when no table exists yet."""
@@ -161,7 +163,7 @@ class ParquetStore:
         what = f"{partition_slice.describe()}, table {redact_uri(self.table_uri)}"
         write_id = write_id or uuid.uuid4().hex
         schema_evolution = refuse_unknown_evolution(schema_evolution)
-        app_id = f"{MARKER}-{partition_slice.fingerprint()}-{write_id}"
+        app_id = write_app_id(write_id, partition_slice)
         log = self._log()
         meta = self._table_meta(log)
         before: dict[tuple[str, ...], PartitionManifest | None] = {}

@@ -40,6 +40,23 @@ DEFAULT_MAX_TASK_RETRIES = 3
 """Crashed Ray tasks are retried this often (Ray's default is forever); see `RayResource`."""
 
 
+def max_task_retries() -> int:
+    """How often a crashed Ray task of a write or a read is retried (`RayResource` sets it)."""
+    from ray.data.context import DataContext
+
+    return DataContext.get_current().get_config(
+        "ray_assets.max_task_retries", DEFAULT_MAX_TASK_RETRIES
+    )
+
+
+def write_app_id(write_id: str, partition_slice: PartitionSlice) -> str:
+    """The transaction id of a write: its write id and slice. A re-run of the same run over the
+    same partitions finds it (in the Delta log, or in the Parquet manifests)."""
+    from ray_assets.storage.delta_commit import MARKER
+
+    return f"{MARKER}-{partition_slice.fingerprint()}-{write_id}"
+
+
 def check_layout(
     partition_columns: Sequence[str],
     schema: pa.Schema,
@@ -86,14 +103,11 @@ def stage(
         StrayPartitionValuesError, SchemaMismatchError, PartitionColumnError: the data does not
             fit the slice or the table; the staged files were deleted.
     """
-    from ray.data.context import DataContext
 
     from ray_assets._compat import bound_task_retries
     from ray_assets.storage.files_sink import TableFilesSink
 
-    max_retries = DataContext.get_current().get_config(
-        "ray_assets.max_task_retries", DEFAULT_MAX_TASK_RETRIES
-    )
+    max_retries = max_task_retries()
     _refuse_unstorable_keys(partition_slice, expected_schema, what)
     write_uuid = uuid.uuid4().hex[:16]
     filesystem, root = resolve_filesystem(table_uri, storage_options)
