@@ -13,13 +13,13 @@ use a second, made-up key as the canary that must never appear in an error messa
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.local_servers import free_port, wait_until_listening
 
 ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key (published in Microsoft's docs; not a secret).
@@ -80,9 +80,7 @@ def installed() -> bool:
 def running_server(container: str = "lake") -> Iterator[AzuriteServer]:
     """Start Azurite's blob service on a free loopback port with one container; stop it at the
     end. Its own process, like the S3 server: nothing in the test process serves requests."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     workspace = tempfile.TemporaryDirectory(prefix="azurite-")
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
@@ -103,7 +101,7 @@ def running_server(container: str = "lake") -> Iterator[AzuriteServer]:
     )
     try:
         server = AzuriteServer(endpoint=f"http://127.0.0.1:{port}/{ACCOUNT}", container=container)
-        _wait_until_listening(port, process, log)
+        wait_until_listening(port, process, log, "Azurite")
         server.filesystem().create_dir(container)
         yield server
     finally:
@@ -115,18 +113,3 @@ def running_server(container: str = "lake") -> Iterator[AzuriteServer]:
             process.wait(timeout=30)
         log.close()
         workspace.cleanup()
-
-
-def _wait_until_listening(port: int, process: subprocess.Popen, log) -> None:  # noqa: ANN001
-    """Connect until the server accepts (a readiness probe, not a sleep)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"Azurite exited: {log.read().decode()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)  # polling a port that is not open yet
-    raise RuntimeError("Azurite did not listen within 60 s")

@@ -99,3 +99,23 @@ def postgres():
 
     with running_server() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator:
+    """A real S3-compatible server on loopback (moto, in its own process), one per module."""
+    from tests.s3_server import running_server
+
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake(request, tmp_path):  # noqa: ANN001, ANN201
+    """A test's tables on a local folder, then on the S3 server (the same cases on both)."""
+    from tests.lakes import Lake
+
+    if request.param == "local":
+        return Lake(str(tmp_path))
+    server = request.getfixturevalue("s3")
+    return Lake(server.uri(tmp_path.name), server.storage_options)

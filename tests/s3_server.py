@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+
+from tests.local_servers import free_port, wait_until_listening
 
 ACCESS_KEY = "ray-assets-test-key"
 SECRET_KEY = "canary-S3-secret-5b1d0c7e"  # a throwaway credential of the local server
@@ -66,9 +66,7 @@ def running_server(bucket: str = "lake", *, check_credentials: bool = False) -> 
     knows (moto's IAM emulation): the first three requests, unauthenticated, create that user,
     its policy and its access key, which the returned server's credentials then are.
     """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     environment = dict(os.environ)
     if check_credentials:
         environment["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
@@ -81,7 +79,7 @@ def running_server(bucket: str = "lake", *, check_credentials: bool = False) -> 
     )
     try:
         running = S3Server(endpoint=f"http://127.0.0.1:{port}", bucket=bucket)
-        _wait_until_listening(port, process, log)
+        wait_until_listening(port, process, log, "the S3 server")
         if check_credentials:
             running = _with_a_known_user(running)
         running.client().create_bucket(Bucket=bucket)
@@ -111,18 +109,3 @@ def _with_a_known_user(server: S3Server) -> S3Server:
     )
     key = iam.create_access_key(UserName="lake-writer")["AccessKey"]
     return replace(server, access_key=key["AccessKeyId"], secret_key=key["SecretAccessKey"])
-
-
-def _wait_until_listening(port: int, process: subprocess.Popen, log) -> None:  # noqa: ANN001
-    """Connect until the server accepts (a readiness probe, not a sleep)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"the S3 server exited: {log.read().decode()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)  # polling a port that is not open yet
-    raise RuntimeError("the S3 server did not listen within 60 s")

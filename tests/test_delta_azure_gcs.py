@@ -18,21 +18,16 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import azurite  # tests/azurite.py (tests/ is on sys.path, as for conftest's imports)
-import dagster as dg
-import numpy as np
 import pyarrow as pa
 import pytest
 
 from ray_assets import (
     DeltaStore,
-    PartitionSlice,
     PipelineFailedError,
     RayAssetsError,
     SchemaMismatchError,
@@ -40,52 +35,10 @@ from ray_assets import (
 )
 from ray_assets.errors import ObjectStoreError
 from ray_assets.storage.filesystem import redact_uri, resolve_filesystem, scrub_secrets
+from tests.lakes import DAYS, Lake, daily, orders, rows_by_day
 
-DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
-DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
 # A well-formed (base64) account key that is not Azurite's: the canary that must stay secret.
 WRONG_KEY = base64.b64encode(b"canary-Azure-secret-7f3a9c01-not-the-key").decode()
-
-
-@dataclass
-class Lake:
-    """Where a test's tables live: a folder of the Azurite container, as `az://` or `abfss://`."""
-
-    root: str
-    storage_options: dict[str, str] = field(default_factory=dict)
-
-    def uri(self, name: str) -> str:
-        return f"{self.root}/{name}"
-
-    def store(self, name: str) -> DeltaStore:
-        return DeltaStore(self.uri(name), storage_options=self.storage_options)
-
-
-def orders(days: list[str], rows_per_day: int = 50):
-    """`rows_per_day` orders per day in 3 blocks; order i falls on `days[i % len(days)]`."""
-    import ray.data
-
-    def make(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        ids = batch["id"]
-        return {
-            "order_id": ids,
-            "order_date": np.array(days, dtype=object)[ids % len(days)],
-            "amount": ids * 1.5,
-        }
-
-    return ray.data.range(rows_per_day * len(days), override_num_blocks=3).map_batches(make)
-
-
-def daily(days: list[str]) -> PartitionSlice:
-    return PartitionSlice.from_keys(DAILY, days, "order_date", asset_key="orders")
-
-
-def rows_by_day(store: DeltaStore) -> dict[str, int]:
-    """Rows per partition from the Delta log's add actions (no data scan)."""
-    counts: dict[str, int] = defaultdict(int)
-    for data_file in store.data_files(PartitionSlice.unpartitioned("orders")):
-        counts[data_file.partition_values["order_date"]] += data_file.num_rows or 0
-    return dict(counts)
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,16 @@ import pickle
 import subprocess
 import sys
 import textwrap
-from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import numpy as np
 import pyarrow as pa
 import pytest
 
 from ray_assets import (
     DeltaIOManager,
     DeltaStore,
-    PartitionSlice,
     RayAssetsError,
     RayResource,
     SchemaMismatchError,
@@ -30,66 +25,11 @@ from ray_assets import (
     ray_asset,
 )
 from ray_assets.errors import ObjectStoreError
+from tests.lakes import DAILY, DAYS, daily, orders, rows_by_day
 from tests.race_writers import ROWS_BY_WRITER, day_of, race
-from tests.s3_server import SECRET_KEY, S3Server, running_server
+from tests.s3_server import SECRET_KEY, running_server
 
-DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
-DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    with running_server() as server:
-        yield server
-
-
-@dataclass
-class Lake:
-    """Where a test's tables live: a local folder or a prefix of the S3 bucket."""
-
-    root: str
-    storage_options: dict[str, str] = field(default_factory=dict)
-
-    def uri(self, name: str) -> str:
-        return f"{self.root}/{name}"
-
-    def store(self, name: str, **kwargs: Any) -> DeltaStore:
-        return DeltaStore(self.uri(name), storage_options=self.storage_options, **kwargs)
-
-
-@pytest.fixture(params=["local", "s3"])
-def lake(request, tmp_path) -> Lake:
-    if request.param == "local":
-        return Lake(str(tmp_path))
-    server: S3Server = request.getfixturevalue("s3")
-    return Lake(server.uri(tmp_path.name), server.storage_options)
-
-
-def orders(days: list[str], rows_per_day: int = 50, offset: int = 0):
-    import ray.data
-
-    def make(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        ids = batch["id"]
-        return {
-            "order_id": ids + offset,
-            "order_date": np.array(days, dtype=object)[ids % len(days)],
-            "amount": ids * 1.5,
-        }
-
-    return ray.data.range(rows_per_day * len(days), override_num_blocks=3).map_batches(make)
-
-
-def daily(days: list[str]) -> PartitionSlice:
-    return PartitionSlice.from_keys(DAILY, days, "order_date", asset_key="orders")
-
-
-def rows_by_day(store: DeltaStore) -> dict[str, int]:
-    """Rows per partition from the Delta log's add actions (no data scan)."""
-    counts: dict[str, int] = defaultdict(int)
-    for data_file in store.data_files(PartitionSlice.unpartitioned("orders")):
-        counts[data_file.partition_values["order_date"]] += data_file.num_rows or 0
-    return dict(counts)
 
 
 def test_range_write_rewrite_and_rerun(ray_session, lake) -> None:
@@ -129,7 +69,7 @@ def test_a_writer_killed_before_its_commit_leaves_the_previous_version(ray_sessi
         ray.init(address={ray_session!r}, log_to_driver=False)
         from ray_assets.storage import delta_commit
         delta_commit.SliceCommitter.commit = lambda *a, **k: os._exit(9)  # killed right there
-        from tests.test_delta_s3 import Lake, daily, orders
+        from tests.lakes import Lake, daily, orders
         lake = Lake({lake.root!r}, json.loads({__import__("json").dumps(lake.storage_options)!r}))
         lake.store("orders").write(orders(["2024-01-02"], 9), daily(["2024-01-02"]))
         """

@@ -22,7 +22,7 @@ from ray_assets import (
 )
 from ray_assets.maintenance import reclaim_orphans
 from tests.conftest import failure_text
-from tests.test_delta_s3 import daily
+from tests.lakes import daily
 
 
 @pytest.fixture

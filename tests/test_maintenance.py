@@ -14,7 +14,7 @@ from ray_assets import DeltaIOManager, DeltaStore, RayResource, ray_asset
 from ray_assets.maintenance import maintain_table, table_maintenance_job
 from ray_assets.storage import delta_commit
 from tests.conftest import failure_text
-from tests.test_delta_s3 import DAILY, DAYS, daily, orders
+from tests.lakes import DAILY, DAYS, daily, orders
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def kill_a_write_before_its_commit(ray_session: str, table: Path, write_id: str)
         from ray_assets.storage import delta_commit
         delta_commit.SliceCommitter.commit = lambda *a, **k: os._exit(9)  # killed right there
         from ray_assets import DeltaStore
-        from tests.test_delta_s3 import daily, orders
+        from tests.lakes import daily, orders
         DeltaStore({str(table)!r}).write(orders(["2024-01-01"], 30), daily(["2024-01-01"]),
                                           write_id={write_id!r})
         """

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -32,27 +31,12 @@ from ray_assets import (
 )
 from ray_assets.storage.filesystem import resolve_filesystem
 from tests.conftest import failure_text
+from tests.lakes import DAILY, DAYS, Lake, daily, orders
 from tests.race_writers import ROWS_BY_WRITER, day_of, race
-from tests.s3_server import S3Server, running_server
-from tests.test_delta_s3 import DAILY, DAYS, Lake, daily, orders
 
 REPO = Path(__file__).resolve().parents[1]
 LATER = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
 """A time past every retention window: what `cleanup` judges ages by in these tests."""
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    with running_server() as server:
-        yield server
-
-
-@pytest.fixture(params=["local", "s3"])
-def lake(request, tmp_path) -> Lake:
-    if request.param == "local":
-        return Lake(str(tmp_path))
-    server: S3Server = request.getfixturevalue("s3")
-    return Lake(server.uri(tmp_path.name), server.storage_options)
 
 
 def parquet(lake: Lake, name: str = "orders", **kwargs) -> ParquetStore:
@@ -145,7 +129,7 @@ def test_a_writer_killed_before_it_publishes_leaves_the_old_partition_live(
         ray.init(address={ray_session!r}, log_to_driver=False)
         from ray_assets.storage.parquet_store import ParquetStore
         ParquetStore._publish = lambda *a, **k: os._exit(9)  # killed right there
-        from tests.test_delta_s3 import daily, orders
+        from tests.lakes import daily, orders
         options = json.loads({json.dumps(lake.storage_options)!r})
         store = ParquetStore({store.table_uri!r}, storage_options=options)
         store.write(orders(["2024-01-02"], 9), daily(["2024-01-02"]))
@@ -196,7 +180,7 @@ def test_a_reader_during_rewrites_sees_whole_partitions_only(ray_session, tmp_pa
         import ray
         ray.init(address={ray_session!r}, log_to_driver=False)
         from ray_assets.storage.parquet_store import ParquetStore
-        from tests.test_delta_s3 import daily, orders
+        from tests.lakes import daily, orders
         store = ParquetStore({store.table_uri!r})
         for index in range(1, {rounds} + 1):
             data = orders({day!r}, 10 + index, offset=1000 * index)

@@ -7,13 +7,13 @@ The fake serves real Delta tables: a local one, and one on the S3 server of `tes
 """
 
 import json
-import socket
 from collections.abc import Iterator
 
 import dagster as dg
 import pyarrow as pa
 import pytest
 from conftest import failure_text
+from local_servers import free_port
 from s3_server import REGION, S3Server, running_server
 from uc_fake import API, FakeTable, FakeUnityCatalog, running_catalog
 
@@ -182,12 +182,6 @@ def test_the_code_location_loads_without_asking_unity_catalog(catalog, monkeypat
         unity_catalog_table("bad", "sales.orders", host="h", token="t")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 ERRORS = {
     # case: (full_name, token, what the message says)
     "missing table": ("main.sales.nope", TOKEN, "does not exist in Unity Catalog"),
@@ -209,7 +203,7 @@ def test_each_failure_names_the_asset_and_table_and_never_the_token(
     catalog.add(FakeTable("main.sales.orders", f"file://{tmp_path}/orders"))
     catalog.add(FakeTable("main.sales.legacy", f"file://{tmp_path}/legacy", "PARQUET"))
     catalog.forbidden_tokens.add("dapi-no-grants-canary-55aa")
-    host = catalog.host if case != "unreachable host" else f"http://127.0.0.1:{_free_port()}"
+    host = catalog.host if case != "unreachable host" else f"http://127.0.0.1:{free_port()}"
     if token is None:
         monkeypatch.delenv("UC_TOKEN", raising=False)
     source = UnityCatalogSource(full_name, host=host, token=token or dg.EnvVar("UC_TOKEN"))
