@@ -6,6 +6,8 @@ Dagster or Ray has one file to check.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ __all__ = [
     "bound_task_retries",
     "detected_gpus",
     "enable_token_auth_in_this_process",
+    "loopback_only_local_ray",
     "resource_param_names",
 ]
 
@@ -106,3 +109,35 @@ def enable_token_auth_in_this_process() -> None:
 
     os.environ["RAY_AUTH_MODE"] = "token"
     Config.initialize("")
+
+
+_CLUSTER_MODE_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextmanager
+def loopback_only_local_ray() -> Iterator[None]:
+    """Within it, a local `ray.init()` starts a Ray whose servers listen on 127.0.0.1 only.
+
+    Ray 2.60 on Linux binds the GCS, the raylet and the workers of even a local `ray.init()` on
+    every interface (`::`); it keeps to loopback where it thinks it cannot form a cluster (macOS,
+    Windows): `ray._private.ray_constants.ENABLE_RAY_CLUSTER`, read from
+    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER` when `ray` is imported, decides for this process, and the
+    variable decides for the processes `ray.init` starts. Both are restored on exit, so that a
+    later connection of this process to a real cluster advertises the machine's address.
+    """
+    import os
+
+    from ray._private import ray_constants
+
+    before_constant = ray_constants.ENABLE_RAY_CLUSTER
+    before_variable = os.environ.get(_CLUSTER_MODE_VARIABLE)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[_CLUSTER_MODE_VARIABLE] = "0"
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before_constant
+        if before_variable is None:
+            os.environ.pop(_CLUSTER_MODE_VARIABLE, None)
+        else:
+            os.environ[_CLUSTER_MODE_VARIABLE] = before_variable

@@ -200,7 +200,11 @@ def _version_metadata(result: WriteResult) -> dict[str, object]:
             "parquet/manifest_version": result.table_version,
             "parquet/published": result.committed,
         }
-    return {"delta/table_version": result.table_version, "delta/committed": result.committed}
+    return {
+        "delta/table_version": result.table_version,
+        "delta/committed": result.committed,
+        "delta/commit_attempts": result.commit_attempts,
+    }
 
 
 def partition_metadata(stats: PartitionWriteStats) -> dict[str, object]:

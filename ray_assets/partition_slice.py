@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -366,6 +367,13 @@ def _validate_membership(
         if not isinstance(key, str) or not key:
             raise PartitionKeyError(
                 f"Asset '{asset_key}': partition key {key!r} is not a non-empty string."
+            )
+        control = next((c for c in key if unicodedata.category(c) == "Cc"), None)
+        if control is not None:  # NUL ends C strings; newlines split logs, paths and listings
+            raise PartitionKeyError(
+                f"Asset '{asset_key}': partition key {key!r} contains the control character "
+                f"U+{ord(control):04X}, which no table path or log line can hold safely. "
+                "Nothing was read or written."
             )
         try:
             with dg.partition_loading_context(dynamic_partitions_store=dynamic_partitions_store):

@@ -192,7 +192,8 @@ class RayResource(dg.ConfigurableResource):
             if self.shared_head:
                 context, where = self._join_shared_head(log), "shared local head"
             elif self.address:
-                context, where = ray.init(address=self.address, log_to_driver=True), self.address
+                address = connectable_address(self.address)
+                context, where = ray.init(address=address, log_to_driver=True), self.address
             else:
                 context, where = self._start_embedded(), "embedded"
             self._started_here = True
@@ -209,16 +210,22 @@ class RayResource(dg.ConfigurableResource):
         self.configure_data_context()
 
     def _start_embedded(self) -> Any:
+        """This process's own Ray: reachable from this machine only (every server on loopback,
+        Ray's token authentication on, the dashboard, when asked for, on 127.0.0.1)."""
         import ray
 
-        return ray.init(
-            address="local",  # never join a stale `ray_current_cluster` by accident
-            num_cpus=self.num_cpus or os.cpu_count(),
-            num_gpus=self.num_gpus,
-            object_store_memory=self.object_store_memory_bytes or default_object_store_bytes(),
-            include_dashboard=self.include_dashboard,
-            log_to_driver=True,
-        )
+        from ray_assets._compat import loopback_only_local_ray
+
+        with loopback_only_local_ray():
+            return ray.init(
+                address="local",  # never join a stale `ray_current_cluster` by accident
+                num_cpus=self.num_cpus or os.cpu_count(),
+                num_gpus=self.num_gpus,
+                object_store_memory=self.object_store_memory_bytes or default_object_store_bytes(),
+                include_dashboard=self.include_dashboard,
+                dashboard_host="127.0.0.1",
+                log_to_driver=True,
+            )
 
     def _join_shared_head(self, log: Any) -> Any:
         """Find or start the machine's shared head, register this process with it, connect."""
@@ -282,3 +289,14 @@ def default_object_store_bytes() -> int:
     if os.path.isdir("/dev/shm"):
         size = min(size, int(shutil.disk_usage("/dev/shm").free * 0.7))
     return max(size, 256 * 1024**2)
+
+
+def connectable_address(address: str) -> str:
+    """`address` in a form `ray.init` connects to as given. On Linux Ray replaces a loopback host
+    (`127.0.0.1`, `localhost`) with the machine's routable IP before connecting, where a Ray
+    that listens on loopback only (an embedded Ray, the shared head) cannot be reached; the
+    IPv4-mapped form `[::ffff:127.0.0.1]` reaches the same listener and Ray keeps it."""
+    host, separator, port = address.rpartition(":")
+    if separator and host in ("127.0.0.1", "localhost") and port.isdigit():
+        return f"[::ffff:127.0.0.1]:{port}"
+    return address

@@ -29,11 +29,12 @@ def ray_session() -> Iterator[str]:
     from ray.data import DataContext
 
     from ray_assets import RayResource
+    from ray_assets.ray_resource import connectable_address
 
     RayResource(num_cpus=2, object_store_memory_bytes=256 * 1024**2).ensure_started()
     DataContext.get_current().enable_progress_bars = False
     try:
-        yield ray.get_runtime_context().gcs_address
+        yield connectable_address(ray.get_runtime_context().gcs_address)
     finally:
         ray.shutdown()
 

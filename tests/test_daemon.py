@@ -9,6 +9,7 @@ only through files, Dagster's CLI and the instance, and waits by polling the ins
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -134,27 +135,30 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     Crm(database=SqlDatabase(url=environment["RAY_ASSETS_CRM_URL"])).seed(OrderSource())
     with dg.DagsterInstance.from_config(str(home)):
         pass  # create the instance's storage now: the daemon and the CLI would race to create it
-    log = (root / "daemon.log").open("w")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
-        cwd=REPO,
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    log = (root / "daemon.log").open("a")
+
+    def start_daemon() -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
+            cwd=REPO,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    state: dict[str, Any] = {"process": start_daemon(), "start": start_daemon}
     try:
         location = ["-w", str(workspace), "-l", "definitions"]
         dagster(["sensor", "start", "landing_sensor", *location], environment)
-        yield {
-            "env": environment,
-            "root": root,
-            "home": home,
-            "log": root / "daemon.log",
-            "location": location,
-        }
+        state.update(
+            env=environment, root=root, home=home, log=root / "daemon.log", location=location
+        )
+        yield state
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        process = state["process"]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -465,3 +469,64 @@ def test_a_multi_run_backfill_killed_halfway_resumes_without_doubling(daemon) ->
     for table in ("backfill_orders", "backfill_totals"):
         assert delta_log_rows(tables / table) == dict.fromkeys(backfilled, BACKFILL_ROWS_PER_DAY)
         assert delta_version(tables / table) == 3  # 4 commits: one per run, none twice
+
+
+@pytest.mark.heavy
+def test_a_daemon_killed_during_a_backfill_resumes_it_without_doubling(daemon) -> None:
+    """F24: the daemon process is SIGKILLed while a 2-run backfill is under way, and a new
+    daemon is started on the same instance. The backfill completes; every day is in both tables
+    once; each table got one commit per run that ran its step, none twice."""
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    from tests.backfill_location import ROWS_PER_DAY as BACKFILL_ROWS_PER_DAY
+    from tests.backfill_location import days, defs
+
+    backfilled = days.get_partition_keys()[60:80]  # far from the other test's killed day
+    assets = ["backfill_orders", "backfill_totals"]
+    tables = daemon["root"] / "tables"
+    before = {
+        table: delta_version(tables / table) if (tables / table / "_delta_log").exists() else -1
+        for table in assets
+    }
+    with instance_of(daemon) as instance:
+        launch_backfill(instance, "restart20", defs, backfilled, assets)
+        wait_for(
+            lambda: any(
+                r.status == dg.DagsterRunStatus.STARTED
+                for r in instance.get_runs()
+                if r.tags.get("dagster/backfill") == "restart20"
+            ),
+            "a run of the backfill to start",
+            daemon=daemon,
+        )
+        daemon["process"].kill()  # the daemon alone: no cleanup of its own runs
+        daemon["process"].wait(timeout=60)
+        daemon["process"] = daemon["start"]()
+        backfill = wait_for(
+            lambda: (lambda b: b if b.status != BulkActionStatus.REQUESTED else None)(
+                instance.get_backfill("restart20")
+            ),
+            "the backfill to finish under the new daemon",
+            timeout_s=480,
+            daemon=daemon,
+        )
+        assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS, backfill.status
+        runs = [r for r in instance.get_runs() if r.tags.get("dagster/backfill") == "restart20"]
+        steps_run = {
+            table: sum(
+                1
+                for run in runs
+                for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+                if entry.step_key == table
+            )
+            for table in assets
+        }
+        for asset in assets:
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) >= set(backfilled)
+    for table in assets:
+        rows = delta_log_rows(tables / table)
+        assert {day: rows.get(day) for day in backfilled} == dict.fromkeys(
+            backfilled, BACKFILL_ROWS_PER_DAY
+        )
+        assert steps_run[table] >= 2  # 20 days, 10 a run
+        assert delta_version(tables / table) == before[table] + steps_run[table]

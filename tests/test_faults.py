@@ -140,18 +140,45 @@ def test_f17_hostile_dynamic_keys_and_run_tags_stay_inside_the_table(ray_session
         )
         assert store.read(one).take_all() == [{"tenant": key, "v": 1}]
 
-    # a key that is no partition of the asset, given as a run tag: refused before any IO
+    # keys that are no partition of the asset, or that hold a NUL, given as run tags, and
+    # dynamic keys with control characters: all refused before any IO
+    instance.add_dynamic_partitions("tenants", CONTROL_KEYS)
     before = sorted(p.name for p in table.rglob("*"))
-    bad = dg.materialize(
-        [tenant_rows],
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-        tags={"dagster/partition": "../../../outside"},
-    )
-    assert not bad.success
+    for key in ["../../../outside", "nul\x00tag", "line\nbreak", "k" * 300, *CONTROL_KEYS]:
+        bad = dg.materialize(
+            [tenant_rows],
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+            tags={"dagster/partition": key},
+        )
+        assert not bad.success
+        message = failure_text(bad)
+        assert "partition key" in message, message  # Dagster's refusal, or ours:
+        if key in CONTROL_KEYS:
+            assert "control character" in message, message
     assert sorted(p.name for p in table.rglob("*")) == before
     assert not (tmp_path / "outside").exists()
+
+
+# Dagster itself refuses NUL, newlines, tabs and a few more in a partitions definition
+CONTROL_KEYS = ["esc\x1b[2J", "soh\x01", "del\x7f"]
+
+
+def test_f17_keys_with_control_characters_are_refused_before_any_io(ray_session, tmp_path) -> None:
+    import ray.data
+
+    with pytest.raises(dg.DagsterInvalidDefinitionError, match="invalid substrings"):
+        dg.StaticPartitionsDefinition(["nul\x00key", "line\nbreak"])
+    static = dg.StaticPartitionsDefinition(CONTROL_KEYS)
+    table = tmp_path / "t"
+    for key in CONTROL_KEYS:
+        with pytest.raises(PartitionKeyError, match="control character U\\+00"):
+            DeltaStore(str(table)).write(
+                ray.data.from_arrow(pa.table({"k": [key]})),
+                PartitionSlice.from_keys(static, [key], "k", asset_key="t"),
+            )
+    assert not table.exists()
 
 
 def test_f17_a_key_too_long_for_a_file_name_is_refused_before_any_io(ray_session, tmp_path) -> None:
@@ -167,3 +194,114 @@ def test_f17_a_key_too_long_for_a_file_name_is_refused_before_any_io(ray_session
         )
     assert not table.exists() or not list(table.rglob("*.parquet"))
     shutil.rmtree(table, ignore_errors=True)
+
+
+def test_f21_a_source_connection_dropped_mid_read_commits_nothing_and_a_rerun_is_exact(
+    postgres, ray_session, tmp_path
+) -> None:
+    """The server ends the reading connection (`pg_terminate_backend`) while the source query
+    streams its rows: the write fails naming the partition and the cause, without the password;
+    the table stays at its version; the rerun commits every row once."""
+    import threading
+
+    import ray.data
+    from postgres_server import PASSWORD
+
+    from ray_assets.connectors.sql import SqlDatabase
+    from ray_assets.errors import SqlDatabaseError
+
+    rows = 200_000
+    ids = np.arange(rows, dtype=np.int64)
+    database = SqlDatabase(url=postgres.url)
+    database.write(
+        pa.table({"order_id": ids, "order_date": ["2024-01-02"] * rows, "amount": ids * 0.5}),
+        "f21_orders",
+    )
+    database.write(pa.table({"stall": [True]}), "f21_switch")
+    # with the switch on, the query stalls for a minute after its first 1000 rows
+    slow_query = (
+        "SELECT o.* FROM f21_orders o CROSS JOIN f21_switch s "
+        "WHERE CASE WHEN s.stall AND o.order_id = 1000 THEN pg_sleep(60) IS NOT NULL "
+        "ELSE TRUE END"
+    )
+    store = DeltaStore(str(tmp_path / "orders"))
+    kept = pa.table({"order_id": [-1], "order_date": ["2024-01-01"], "amount": [0.0]})
+    store.write(ray.data.from_arrow(kept), daily(["2024-01-01"]), write_id="kept")
+    day = daily(["2024-01-02"])
+    ended: list[int] = []
+
+    def end_the_reader() -> None:
+        """Wait for the stalled read, then have the server end its connection."""
+        from ray_assets.connectors.sql.sessions import open_session
+
+        while not ended:
+            with open_session(postgres.url) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity "
+                    "WHERE state = 'active' AND wait_event = 'PgSleep' "
+                    "AND query LIKE '%f21_orders%'"
+                )
+                ended.extend(admin.fetch_all()["ended"].to_pylist())
+
+    killer = threading.Thread(target=end_the_reader, daemon=True)
+    killer.start()
+    with pytest.raises(SqlDatabaseError) as error:
+        store.write(database.read(query=slow_query, partition=day), day, write_id="dropped")
+    killer.join(timeout=30)
+    assert ended == [True]
+    message = str(error.value)
+    assert "2024-01-02" in message and "query" in message and "shard 1 of 1" in message, message
+    assert "terminating connection" in message, message
+    assert PASSWORD not in message
+    assert store.version() == 0  # nothing committed: the kept day only
+    assert store.read(daily(["2024-01-01"])).count() == 1
+
+    from ray_assets.connectors.sql.sessions import open_session
+
+    with open_session(postgres.url) as session:
+        session.execute("UPDATE f21_switch SET stall = FALSE")
+        session.commit()
+    store.write(database.read(query=slow_query, partition=day), day, write_id="rerun")
+    assert store.version() == 1
+    order_ids = pa.concat_tables(ray.get(store.read(day).to_arrow_refs()))["order_id"]
+    assert len(order_ids) == rows and len(pa.compute.unique(order_ids)) == rows
+
+
+def test_f20_the_embedded_ray_listens_on_loopback_only_and_wants_its_token(ray_session) -> None:
+    """The session's Ray is the embedded one `RayResource` starts: none of its servers is
+    reachable from another machine, and a driver without the token (or with a wrong one) is
+    refused by the GCS."""
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+
+    me = psutil.Process()
+    listening = {
+        connection.laddr.ip
+        for process in [me, *me.children(recursive=True)]
+        for connection in process.net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN
+    }
+    assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
+
+    code = "import ray, sys; ray.init(address=sys.argv[1]); print(ray.cluster_resources()['CPU'])"
+
+    def driver(env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", code, ray_session],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "RAY_NUM_REDIS_GET_RETRIES": "2", **env},
+        )
+
+    for refused in (
+        driver({"RAY_AUTH_MODE": "disabled"}),
+        driver({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}),
+    ):
+        assert refused.returncode != 0
+        assert "Authentication token is missing or incorrect" in refused.stderr, refused.stderr
+    allowed = driver({})
+    assert allowed.returncode == 0, allowed.stderr[-3000:]

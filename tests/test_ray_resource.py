@@ -14,6 +14,8 @@ from ray_assets import DeltaStore, PartitionSlice, PipelineFailedError, RayResou
 def test_reuses_the_running_ray_and_leaves_it_running(ray_session, tmp_path) -> None:
     import ray
 
+    from ray_assets.ray_resource import connectable_address
+
     seen = {}
 
     @dg.asset
@@ -21,7 +23,7 @@ def test_reuses_the_running_ray_and_leaves_it_running(ray_session, tmp_path) -> 
         seen["address"] = ray.get_runtime_context().gcs_address
 
     assert dg.materialize([probe], resources={"ray_resource": RayResource()}).success
-    assert seen["address"] == ray_session
+    assert connectable_address(seen["address"]) == ray_session
     assert ray.is_initialized()
 
 
@@ -163,3 +165,12 @@ def test_embedded_ray_is_started_for_the_run_and_shut_down_after(tmp_path) -> No
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "RESULT True True 1.0 False" in completed.stdout
     assert "Ray (embedded) is up" in completed.stderr
+
+
+def test_loopback_addresses_are_passed_in_the_form_ray_keeps() -> None:
+    from ray_assets.ray_resource import connectable_address
+
+    assert connectable_address("127.0.0.1:6379") == "[::ffff:127.0.0.1]:6379"
+    assert connectable_address("localhost:6379") == "[::ffff:127.0.0.1]:6379"
+    for kept in ("auto", "10.1.2.3:6379", "head.internal:6379", "[::ffff:127.0.0.1]:6379"):
+        assert connectable_address(kept) == kept

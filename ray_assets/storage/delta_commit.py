@@ -84,6 +84,8 @@ class CommitOutcome:
     concurrent: list[ConcurrentCommit] = field(default_factory=list)
     emptied: dict[str, int] = field(default_factory=dict)
     """Partition key -> rows it held before this commit emptied it."""
+    attempts: int = 1
+    """How many times this call tried to commit (more than 1: it lost races to other writers)."""
 
 
 def lease_id(columns: Sequence[str], values: Sequence[str]) -> str:
@@ -141,7 +143,7 @@ class SliceCommitter:
             if table is not None:
                 if table.transaction_version(self.app_id) is not None:
                     version = commit_version(self.store, table, self.app_id)
-                    return CommitOutcome(version, attempt > 1, concurrent)
+                    return CommitOutcome(version, attempt > 1, concurrent, attempts=attempt)
                 self._check_table_still_fits(table, schema)
                 found = self._commits_touching_slice(table, checked_version + 1, table.version())
                 checked_version = table.version()
@@ -185,7 +187,11 @@ class SliceCommitter:
                 committed = self.store.open_table()
                 assert committed is not None
                 return CommitOutcome(
-                    commit_version(self.store, committed, self.app_id), True, concurrent, emptied
+                    commit_version(self.store, committed, self.app_id),
+                    True,
+                    concurrent,
+                    emptied,
+                    attempts=attempt,
                 )
             except CommitFailedError as error:
                 last_error = error  # a lost race: the next attempt re-reads the table
@@ -194,7 +200,11 @@ class SliceCommitter:
                 current = self.store.open_table()
                 if current is not None and current.transaction_version(self.app_id) is not None:
                     return CommitOutcome(
-                        commit_version(self.store, current, self.app_id), True, concurrent, emptied
+                        commit_version(self.store, current, self.app_id),
+                        True,
+                        concurrent,
+                        emptied,
+                        attempts=attempt,
                     )
                 if table is not None or current is None:
                     break  # not a lost race: a real error

@@ -242,6 +242,7 @@ class DeltaStore:
             stats_by_file=files,
             concurrent_commits=outcome.concurrent,
             emptied_partitions=outcome.emptied,
+            commit_attempts=outcome.attempts,
             gate_record=gate_record,
             schema_changes=changes,
             profile=column_profile(files, schema),

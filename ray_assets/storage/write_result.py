@@ -66,6 +66,8 @@ class WriteResult:
     """What the write's gate (its checks) decided, as kept in the commit."""
     schema_changes: list[str] = field(default_factory=list)
     """How this write changed the table's schema (its `schema_evolution` allowed it)."""
+    commit_attempts: int = 1
+    """Delta: the commit's attempts; more than 1 when it lost races to concurrent writers."""
     profile: dict[str, ColumnProfile] = field(default_factory=dict)
     """Numeric columns of everything written (of the table, when unpartitioned)."""
     storage_kind: str = "deltalake"

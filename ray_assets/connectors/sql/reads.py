@@ -30,24 +30,57 @@ class ShardQuery:
 
 
 def shards_dataset(
-    url_ref: ray.ObjectRef, shards: Sequence[ShardQuery], schema: pa.Schema, name: str
+    url_ref: ray.ObjectRef,
+    shards: Sequence[ShardQuery],
+    schema: pa.Schema,
+    name: str,
+    what: str = "SqlDatabase read",
 ) -> ray.data.Dataset:
-    """Exactly one read task (and block stream) per shard."""
-    reads = [(lambda shard=shard: read_shard(url_ref, shard, schema), None) for shard in shards]
+    """Exactly one read task (and block stream) per shard. `what` (the source, password
+    hidden) heads the error of a shard whose read fails."""
+    count = len(shards)
+    reads = [
+        (
+            lambda shard=shard, index=index: read_shard(
+                url_ref, shard, schema, f"{what}, shard {index + 1} of {count}"
+            ),
+            None,
+        )
+        for index, shard in enumerate(shards)
+    ]
     return FixedReadsDatasource(name, schema, reads).dataset()
 
 
-def read_shard(url_ref: Any, shard: ShardQuery, schema: pa.Schema) -> Iterator[pa.Table]:
-    """The shard's rows, batch by batch, in the planned schema."""
+def read_shard(
+    url_ref: Any, shard: ShardQuery, schema: pa.Schema, what: str = "SqlDatabase read"
+) -> Iterator[pa.Table]:
+    """The shard's rows, batch by batch, in the planned schema.
+
+    A database error (the server ended the connection mid-stream, a statement timeout) ends
+    the task with a `SqlDatabaseError` naming the source and the shard, its password scrubbed:
+    the pipeline fails and its write commits nothing, so the rerun reads the shard whole."""
+    from ray_assets.connectors.sql.urls import scrub
+    from ray_assets.errors import SqlDatabaseError
+    from ray_assets.storage.ray_errors import describe_cause
+
     url = ray.get(url_ref) if isinstance(url_ref, ray.ObjectRef) else url_ref
-    session = open_session(url)
     try:
-        session.execute(shard.text, shard.params)
-        read_any = False
-        for batch in session.fetch_batches():
-            if batch.num_rows:
-                read_any = True
-                yield _conformed(pa.Table.from_batches([batch]), schema)
+        session = open_session(url)
+    except Exception as error:
+        cause = scrub(describe_cause(error), url).strip()
+        raise SqlDatabaseError(f"{what}: cannot connect: {cause}") from None
+    try:
+        try:
+            session.execute(shard.text, shard.params)
+            batches = session.fetch_batches()
+            read_any = False
+            for batch in batches:
+                if batch.num_rows:
+                    read_any = True
+                    yield _conformed(pa.Table.from_batches([batch]), schema)
+        except Exception as error:
+            cause = scrub(describe_cause(error), url).strip()
+            raise SqlDatabaseError(f"{what}: the read failed: {cause}") from None
         if not read_any:
             yield schema.empty_table()
     finally:

@@ -138,7 +138,7 @@ class SqlDatabase(dg.ConfigurableResource):
                 )
                 statements.append(ShardQuery(statement.text, tuple(statement.params)))
         name = f"ReadSql({table or 'query'})"
-        return shards_dataset(ray.put(self.url), statements, schema, name)
+        return shards_dataset(ray.put(self.url), statements, schema, name, what)
 
     def has_table(self, table: str) -> bool:
         """Whether `table` (`schema.table` allowed) exists, asked of the database's catalog."""
