@@ -16,11 +16,12 @@ from definitions.assets import ASSETS
 from definitions.automation import JOBS, SCHEDULES, follow_upstream
 from definitions.landing import landed_orders, landing_folder, landing_sensor
 from definitions.models import MODEL_ASSETS
+from ray_assets import run_failure_alerts
 from resources import resources_for
 
 defs = dg.Definitions(
     assets=[*ASSETS, *MODEL_ASSETS, landing_folder, landed_orders],
-    sensors=[landing_sensor, follow_upstream],
+    sensors=[landing_sensor, follow_upstream, run_failure_alerts()],
     jobs=JOBS,
     schedules=SCHEDULES,
     resources=resources_for(os.environ.get("RAY_ASSETS_ENV", "local")),

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ray_assets import checks
     from ray_assets.actor_pools import ActorPool, gpu_pool, size_gpu_pool
     from ray_assets.aggregates import ROWS, aggregate_by
+    from ray_assets.alerts import AlertSink, FailureAlert, run_failure_alerts
     from ray_assets.asset import ray_asset
     from ray_assets.errors import (
         ActorPoolError,
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from ray_assets.unity_catalog import UnityCatalogError, unity_catalog_table
 
 _EXPORTS = {
+    "AlertSink": "ray_assets.alerts",
+    "FailureAlert": "ray_assets.alerts",
+    "run_failure_alerts": "ray_assets.alerts",
     "ActorPool": "ray_assets.actor_pools",
     "gpu_pool": "ray_assets.actor_pools",
     "size_gpu_pool": "ray_assets.actor_pools",
@@ -100,6 +104,9 @@ __version__ = "0.1.0"
 __all__ = [
     "ActorPool",
     "ActorPoolError",
+    "AlertSink",
+    "FailureAlert",
+    "run_failure_alerts",
     "ModelArtifact",
     "ModelArtifactIOManager",
     "gpu_pool",

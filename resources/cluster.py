@@ -29,7 +29,13 @@ import dagster as dg
 
 from ray_assets import DeltaIOManager, ModelArtifactIOManager, RayResource
 from ray_assets.connectors.sql import SqlDatabase, SqlIOManager
-from resources.local import crm_resource, landing_from_env, order_source_from_env, scoring_pool
+from resources.local import (
+    alerts_from_env,
+    crm_resource,
+    landing_from_env,
+    order_source_from_env,
+    scoring_pool,
+)
 
 STORAGE_OPTION_VARIABLES = {"AWS_REGION": "region", "AWS_ENDPOINT_URL": "endpoint"}
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -56,6 +62,7 @@ def cluster_resources() -> dict[str, Any]:
             )
         ),
         "scoring": scoring_pool(),
+        "alerts": alerts_from_env(),
     }
 
 

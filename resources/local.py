@@ -10,7 +10,8 @@ session, a notebook) keeps using it.
 `RAY_ASSETS_ROWS_PER_DAY` sizes the generated orders (default small enough for a laptop demo),
 `RAY_ASSETS_LANDING_DIR` is where order exports land (default `landing/`) and
 `RAY_ASSETS_CRM_URL` names the CRM database (default: the SQLite file `crm.db` beside the tables,
-filled from the generator on first use). The return-risk model's file and its artifact
+filled from the generator on first use). Failed runs are alerted in the log and, when
+`RAY_ASSETS_ALERT_WEBHOOK_URL` is set, to that webhook. The return-risk model's file and its artifact
 document live under `models/` beside the tables; it is scored in an `ActorPool` on GPUs when
 the Ray cluster has them, on CPU otherwise.
 """
@@ -20,7 +21,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ray_assets import ActorPool, DeltaIOManager, ModelArtifactIOManager, RayResource
+import dagster as dg
+
+from ray_assets import ActorPool, AlertSink, DeltaIOManager, ModelArtifactIOManager, RayResource
 from ray_assets.connectors.sql import SqlDatabase, SqlIOManager
 
 if TYPE_CHECKING:
@@ -43,7 +46,20 @@ def local_resources(table_root: str | None = None) -> dict[str, Any]:
         "sql_io_manager": SqlIOManager(database=crm),
         "model_io_manager": ModelArtifactIOManager(root_uri=root),
         "scoring": scoring_pool(),
+        "alerts": alerts_from_env(),
     }
+
+
+def alerts_from_env() -> AlertSink:
+    """Failed runs go to the log, and to `$RAY_ASSETS_ALERT_WEBHOOK_URL` when set (a secret:
+    read through `dg.EnvVar`, so it is never in the run's config); run links point at
+    `$RAY_ASSETS_DAGSTER_URL` (default: `dagster dev`'s address)."""
+    return AlertSink(
+        webhook_url=dg.EnvVar("RAY_ASSETS_ALERT_WEBHOOK_URL")
+        if os.environ.get("RAY_ASSETS_ALERT_WEBHOOK_URL")
+        else None,
+        dagster_url=os.environ.get("RAY_ASSETS_DAGSTER_URL", "http://127.0.0.1:3000"),
+    )
 
 
 def scoring_pool() -> ActorPool:

@@ -1,11 +1,15 @@
-"""What every server a test starts on loopback needs: a free port, and a readiness probe."""
+"""What every server a test starts on loopback needs: a free port, and a readiness probe; and
+the webhook that alert tests send to."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import socket
 import subprocess
+import threading
 import time
-from typing import IO
+from typing import IO, Any
 
 
 def free_port() -> int:
@@ -28,3 +32,37 @@ def wait_until_listening(port: int, process: subprocess.Popen, log: IO[bytes], n
         except OSError:
             time.sleep(0.05)  # polling a port that is not open yet
     raise RuntimeError(f"{name} did not listen within 60 s")
+
+
+class Webhook:
+    """A loopback HTTP server that answers each POST with the next status of `statuses` (then
+    200) and keeps the JSON bodies it was sent."""
+
+    TOKEN = "T0KEN-canary-5e3a"
+    """In the URL's path, as a chat tool's webhook holds its token: it must never be logged."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.statuses: list[int] = []
+        hook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = hook.statuses.pop(0) if hook.statuses else 200
+                if status == 200:  # kept before the answer: the sender returns on the answer
+                    hook.bodies.append(json.loads(body))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/{self.TOKEN}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -25,6 +25,7 @@ import dagster as dg
 import pytest
 
 from tests.conftest import dagster_cli, delta_log_rows, delta_version
+from tests.local_servers import Webhook
 from tests.test_landing import drop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,8 +105,10 @@ def daemon_state(daemon: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A running `dagster-daemon` on a fresh instance; yields its environment and folders."""
+    """A running `dagster-daemon` on a fresh instance; yields its environment and folders, and
+    the loopback webhook the location's failure alerts go to."""
     root = tmp_path_factory.mktemp("daemon")
+    webhook = Webhook()
     home = root / "home"
     home.mkdir()
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
@@ -126,6 +129,7 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "RAY_ASSETS_ROWS_PER_DAY": str(ROWS_PER_DAY),
         "RAY_ASSETS_DAILY_CRON": "* * * * *",  # the schedule test needs a tick within a minute
         "RAY_ASSETS_CRM_URL": f"sqlite:///{root}/crm.db",
+        "RAY_ASSETS_ALERT_WEBHOOK_URL": webhook.url,  # the failure alerts of the location
     }
     from definitions.crm import Crm
     from definitions.sources import OrderSource
@@ -152,7 +156,12 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         location = ["-w", str(workspace), "-l", "definitions"]
         dagster(["sensor", "start", "landing_sensor", *location], environment)
         state.update(
-            env=environment, root=root, home=home, log=root / "daemon.log", location=location
+            env=environment,
+            root=root,
+            home=home,
+            log=root / "daemon.log",
+            location=location,
+            webhook=webhook,
         )
         yield state
     finally:
@@ -164,6 +173,7 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+        webhook.close()
 
 
 def instance_of(daemon: dict[str, Any]) -> dg.DagsterInstance:
@@ -292,6 +302,7 @@ def test_downstream_days_follow_their_upstream_under_the_daemon(daemon) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_the_daily_schedule_ticks_the_latest_day_under_the_daemon(daemon) -> None:
     """The reference `daily_orders_schedule` (every minute here, `RAY_ASSETS_DAILY_CRON`) is
     ticked by the daemon's scheduler: one run of the latest finished day through every daily
@@ -412,9 +423,19 @@ def test_a_killed_run_is_marked_failed_and_retried_without_doubling(daemon) -> N
         )
         assert retry.status == dg.DagsterRunStatus.SUCCESS, daemon["log"].read_text()[-3000:]
     assert delta_log_rows(daemon["root"] / "tables" / "landed_orders")[day] == 5
+    # the location's run_failure_alerts sensor, evaluated by the daemon, sent the failure
+    alert = wait_for(
+        lambda: next((b for b in daemon["webhook"].bodies if b["run_id"] == first.run_id), None),
+        "the failure alert of the killed run at the webhook",
+        daemon=daemon,
+    )
+    assert alert["partitions"] == day and alert["assets"] == ["landed_orders"], alert
+    assert alert["run_url"].endswith(f"/runs/{first.run_id}")
+    assert alert["tags"].get("dagster/sensor_name") == "landing_sensor", alert
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_a_multi_run_backfill_killed_halfway_resumes_without_doubling(daemon) -> None:
     """40 days as 4 runs of 10 days (`BackfillPolicy.multi_run`), launched together and bounded
     by the project's concurrency pool (4 steps at once). One run's process dies after its first

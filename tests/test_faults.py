@@ -305,3 +305,38 @@ def test_f20_the_embedded_ray_listens_on_loopback_only_and_wants_its_token(ray_s
         assert "Authentication token is missing or incorrect" in refused.stderr, refused.stderr
     allowed = driver({})
     assert allowed.returncode == 0, allowed.stderr[-3000:]
+
+
+@pytest.mark.heavy
+def test_f03_a_node_lost_mid_write_ends_in_an_exact_table_or_a_clean_failure(tmp_path) -> None:
+    """A real two-node Ray cluster on this machine (`tests/node_loss.py`, in its own process):
+    the worker node is removed while it runs blocks of the write. Ray retries those tasks on
+    the head; the write commits once with every row once, or fails and commits nothing. What
+    the lost node's tasks left behind is reclaimed by maintenance."""
+    import json
+    import subprocess
+    import sys
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).parent / "node_loss.py"),
+            str(tmp_path / "t"),
+            str(markers),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["blocks_started_on_the_lost_node"] >= 1 and outcome["nodes_alive"] == 1
+    if outcome["ok"]:
+        assert outcome["table_version"] == 0
+        assert outcome["rows"] == outcome["unique_ids"] == outcome["expected_rows"]
+    else:
+        assert outcome["table_version"] is None, outcome
+        assert "2024-01-01" in outcome["error"], outcome
+    assert outcome["data_files_after_maintenance"] == outcome["data_files_in_the_log"], outcome
