@@ -334,6 +334,7 @@ def _store(
             dynamic_partitions_store=context.instance,
             definition_metadata=context.assets_def.metadata_by_key.get(asset_key),
             checks=checks,
+            log=context.log,
         )
     except CheckFailedError as error:
         if isinstance(error.results, CheckResults):

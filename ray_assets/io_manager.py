@@ -100,13 +100,15 @@ class TableIOManager(dg.ConfigurableIOManager):
         dynamic_partitions_store: Any = None,
         definition_metadata: Mapping[str, Any] | None = None,
         checks: Sequence[Check] = (),
+        log: Any = None,
     ) -> WriteResult:
         """Store one materialization: the single entry point of both `ray_asset` and `handle_output`.
 
         `definition_metadata` is the asset's; its `dagster/column_schema` types the columns a
         pipeline leaves all-null, its `schema_evolution` overrides this IO manager's. `checks`
         are decided before the commit (`CheckFailedError` when a blocking one fails); what they
-        decided is `WriteResult.gate_record`.
+        decided is `WriteResult.gate_record`. `log` (the step's Dagster log) gets the
+        pipeline's progress while it runs.
         """
         partition_slice = slice_to_write(
             asset_key, partitions_def, partition_keys, partition_column, dynamic_partitions_store
@@ -118,15 +120,30 @@ class TableIOManager(dg.ConfigurableIOManager):
 
             gate = CheckGate(checks)
         evolution = (definition_metadata or {}).get(SCHEMA_EVOLUTION_KEY) or self.schema_evolution
-        return self.store_for(asset_key).write(
-            dataset,
-            partition_slice,
-            write_id=write_id,
-            declared_types=declared_column_types(definition_metadata),
-            schema_evolution=refuse_unknown_policy(evolution),
-            observer=gate.observer() if gate is not None else None,
-            gate=gate,
-        )
+        from ray_assets.progress import progress_to, written_line
+
+        what = partition_slice.describe()
+        with progress_to(log, what):
+            result = self.store_for(asset_key).write(
+                dataset,
+                partition_slice,
+                write_id=write_id,
+                declared_types=declared_column_types(definition_metadata),
+                schema_evolution=refuse_unknown_policy(evolution),
+                observer=gate.observer() if gate is not None else None,
+                gate=gate,
+            )
+        if log is not None:
+            log.info(
+                written_line(
+                    what,
+                    result.rows_written,
+                    result.bytes_written,
+                    result.duration_s,
+                    result.table_version,
+                )
+            )
+        return result
 
     def upstream_columns(self, asset_keys: Sequence[dg.AssetKey]) -> dict[dg.AssetKey, list[str]]:
         """The columns of the upstream tables this IO manager holds (for derived lineage)."""
@@ -158,6 +175,7 @@ class TableIOManager(dg.ConfigurableIOManager):
             write_id=context.run_id,
             dynamic_partitions_store=instance_of(context),
             definition_metadata=context.definition_metadata,
+            log=context.log,
         )
         for warning in result.warnings:
             context.log.warning(f"{name}: {warning}")

@@ -89,6 +89,18 @@ class RayResource(dg.ConfigurableResource):
         "death). Ray's default is forever, which turns a record that kills its worker into an "
         "endless loop.",
     )
+    progress_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between the progress lines (rows, bytes, rows per second per "
+        "stage) a running write logs to the step's Dagster log.",
+    )
+    progress_bars: bool = Field(
+        default=False,
+        description="Ray Data's own terminal progress bars and per-execution log lines. Off, "
+        "they stay out of the terminal of `dagster dev` and the daemon (the run log has the "
+        "progress lines instead).",
+    )
     no_progress_timeout_s: float = Field(
         default=600.0,
         description="Fail a pipeline that made no progress for this many seconds (Ray's default "
@@ -273,6 +285,10 @@ class RayResource(dg.ConfigurableResource):
         )
         if self.target_max_block_size_bytes:
             data_context.target_max_block_size = self.target_max_block_size_bytes
+        from ray_assets import progress
+
+        progress.quiet_ray_data(data_context, progress_bars=self.progress_bars)
+        progress.install(data_context, self.progress_interval_s)
 
 
 def cluster_shuffle_partitions() -> int:
