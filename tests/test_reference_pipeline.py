@@ -398,3 +398,47 @@ def test_a_day_with_broken_rows_is_refused_by_the_clean_orders_checks(
     assert "100000" in verdicts[("between_quantity", DAYS[1])].metadata["offending_values"].value
     assert not (tmp_path / "clean_orders" / "_delta_log").exists()
     assert delta_log_rows(tmp_path / "raw_orders") == dict.fromkeys(DAYS, 400)
+
+
+@pytest.mark.heavy
+def test_the_same_definitions_on_a_two_node_cluster_write_the_same_tables(
+    pipeline_root: Path, tmp_path: Path
+) -> None:
+    """`tests/two_node.py` starts a real two-node Ray cluster on this machine (a head and a
+    worker node, one CPU each) and materializes the same definitions and days through
+    `RayResource(address=...)`; every table equals the one the embedded Ray wrote."""
+    import json
+
+    from ray_assets import DeltaStore, PartitionSlice
+
+    root = tmp_path / "two_node"
+    spec = {"days": DAYS, "rows_per_day": ROWS_PER_DAY, "customers": CUSTOMERS, "seed": SEED}
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "two_node.py"), str(root), json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome == {"success": [True, True], "nodes_alive": 2, "cluster_cpus": 2.0}, outcome
+
+    for name in ("customers", "raw_orders", "clean_orders", "orders_enriched"):
+        assert delta_version(root / name) == delta_version(pipeline_root / name), name
+        tables = [
+            DeltaStore(str(where / name)).read(PartitionSlice.unpartitioned(name)).to_pandas()
+            for where in (pipeline_root, root)
+        ]
+        key = [c for c in ("order_id", "customer_id") if c in tables[0].columns][:1]
+        embedded, cluster = (t.sort_values(key).reset_index(drop=True) for t in tables)
+        pd.testing.assert_frame_equal(embedded, cluster, check_exact=False, rtol=1e-9)
+    revenue = [
+        DeltaStore(str(where / "daily_region_revenue"))
+        .read(PartitionSlice.unpartitioned("daily_region_revenue"))
+        .to_pandas()
+        .sort_values(["order_date", "region"])
+        .reset_index(drop=True)
+        for where in (pipeline_root, root)
+    ]
+    pd.testing.assert_frame_equal(revenue[0], revenue[1], check_exact=False, rtol=1e-9)
