@@ -31,6 +31,12 @@ from pydantic import Field
 from ray_assets.errors import RayAssetsError
 
 _MAX_ERROR_CHARS = 4_000
+_LAUNCHER_TAGS = (
+    "dagster/schedule_name",
+    "dagster/sensor_name",
+    "dagster/backfill",
+    "dagster/parent_run_id",
+)
 
 
 class AlertDeliveryError(RayAssetsError):
@@ -80,12 +86,7 @@ def failure_alert(
     else:
         partitions = tags.get("dagster/partition")
     assets = sorted(key.to_user_string() for key in (run.asset_selection or planned_assets))
-    launcher = {
-        key: value
-        for key, value in tags.items()
-        if key in ("dagster/schedule_name", "dagster/sensor_name", "dagster/backfill")
-        or key == "dagster/parent_run_id"
-    }
+    launcher = {key: value for key, value in tags.items() if key in _LAUNCHER_TAGS}
     text = (error or "the run failed without an error message").strip()
     if len(text) > _MAX_ERROR_CHARS:
         text = text[:_MAX_ERROR_CHARS] + " [...]"
