@@ -13,7 +13,8 @@ table, its commit protocol and the Ray cluster.
        each partition holds exactly that round's rows (no lost update).
   L06  (shortened) N runs (default 200), 4 at once, while a thread SIGKILLs a Ray worker that
        runs a pipeline task every few seconds; a failed run is retried (as Dagster's run
-       retries do) up to 3 times. Then the maintenance reclaims what the failed attempts left.
+       retries do) up to 3 times. Then the maintenance reclaims what the failed attempts and the
+       killed tasks left: afterwards the table's folder holds exactly the files of its log.
 
 Checked after each: every partition committed exactly once (table versions == runs, rows per
 day exact, no duplicate ids), Dagster's materialized partitions == the days. Reported: wall
@@ -28,6 +29,7 @@ Run: `.venv/bin/python bench/load.py [--days D] [--levels 1,4,8,16] [--rounds R]
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import random
@@ -260,12 +262,16 @@ def load_two_partitions(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def pipeline_workers() -> list[Any]:
-    """Ray worker processes running a pipeline task now (never Ray Data's own actors)."""
+    """This process's Ray's workers running a pipeline task now (never Ray Data's own actors,
+    never another Ray on the machine)."""
     import psutil
 
     found = []
-    for process in psutil.process_iter(["name", "cmdline"]):
-        title = " ".join(process.info.get("cmdline") or []) or (process.info.get("name") or "")
+    for process in psutil.Process().children(recursive=True):
+        try:
+            title = " ".join(process.cmdline()) or process.name()
+        except psutil.Error:
+            continue
         if title.startswith("ray::") and any(
             step in title for step in ("ReadRange", "MapBatches", "Write")
         ):
@@ -318,9 +324,17 @@ def load_soak_with_killer(args: argparse.Namespace) -> dict[str, Any]:
             raise VerificationError(f"L06: {len(pending)} days failed 4 times: {pending[:5]}")
         exact = check_exactly_once(loader, days, len(days))
         store = loader.store()
-        removed, removed_bytes, still_running = reclaim_orphans(store, lambda _write: True)
-        on_disk = sum(1 for _ in (Path(folder) / "tables" / "orders").rglob("*.parquet"))
-        in_log = len(store.open_table().file_uris())
+        # every run is over: what no commit added is reclaimed whatever its age
+        removed, removed_bytes, _ = reclaim_orphans(
+            store, lambda _write: True, abandoned_after=dt.timedelta(0)
+        )
+        disk_files = {
+            str(p.relative_to(Path(folder) / "tables" / "orders"))
+            for p in (Path(folder) / "tables" / "orders").rglob("*.parquet")
+        }
+        log_files = {uri.split("/orders/", 1)[-1] for uri in store.open_table().file_uris()}
+        on_disk, in_log = len(disk_files), len(log_files)
+        extra_files = sorted(disk_files - log_files)[:10]
     line = {
         "runs": len(days),
         "worker_kills": kills,
@@ -333,7 +347,9 @@ def load_soak_with_killer(args: argparse.Namespace) -> dict[str, Any]:
         "data_files_in_the_log": in_log,
     }
     if on_disk != in_log:
-        raise VerificationError(f"L06: {on_disk} data files on disk, {in_log} in the log")
+        raise VerificationError(
+            f"L06: {on_disk} data files on disk, {in_log} in the log: {extra_files}"
+        )
     print(f"L06: {line}", flush=True)
     return line
 

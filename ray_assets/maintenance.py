@@ -24,6 +24,7 @@ them on every table of the given assets, with the results as observations on eac
 
 import datetime as dt
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,9 @@ MIN_RETENTION = dt.timedelta(days=7)
 _DATA_FILE = re.compile(r"(?:^|/)part-([0-9a-f]{16})-\d{5}-\d{5}\.parquet$")
 
 WriteIsOver = Callable[[str], bool]
+
+ABANDONED_AFTER = dt.timedelta(hours=1)
+"""How old a data file with no write record and no commit must be before it is reclaimed."""
 """Says whether the write with this write id (a Dagster run id) can no longer commit."""
 
 
@@ -127,10 +131,20 @@ def maintain_table(
 
 
 def reclaim_orphans(
-    store: "DeltaStore", write_is_over: WriteIsOver, *, dry_run: bool = False
+    store: "DeltaStore",
+    write_is_over: WriteIsOver,
+    *,
+    dry_run: bool = False,
+    abandoned_after: dt.timedelta = ABANDONED_AFTER,
 ) -> tuple[list[str], int, int]:
-    """Delete the files of writes that are over and never committed; (paths, bytes, files kept
-    because their write may still commit them)."""
+    """Delete the files that can never be read: those of writes that are over and never
+    committed, and those no commit ever added although their write is done (a record exists
+    from a write's start to its commit, so a file without one whose path is in no `add` of the
+    log was abandoned by a retried task of a write that committed without it, or of one that
+    was refused; only once older than `abandoned_after`, 1 hour, since a write that started
+    after the records were read has no record in them). A file a commit added and a later one
+    removed stays for vacuum: readers of older versions may still need it. Returns (paths, bytes, files kept because their write
+    may still commit them)."""
     table = store.open_table()  # None when no write ever committed: nothing is referenced
     filesystem, root = resolve_filesystem(store.table_uri, store.storage_options)
     referenced = (
@@ -153,6 +167,15 @@ def reclaim_orphans(
         if uuid not in committed and write_is_over(record.write_id)
     }
     removed, removed_bytes, running = [], 0, 0
+    cutoff = time.time() - abandoned_after.total_seconds()
+    history: set[str] | None = None
+
+    def ever_added() -> set[str]:  # read once, and only when a file needs it
+        nonlocal history
+        if history is None:
+            history = _paths_ever_added(filesystem, root)
+        return history
+
     selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
     for info in filesystem.get_file_info(selector):
         relative = info.path[len(root) :].lstrip("/")
@@ -162,7 +185,15 @@ def reclaim_orphans(
         if relative.startswith(("_delta_log/", f"{RECORDS_DIR}/")):
             continue
         uuid = match.group(1)
-        if uuid in dead:
+        abandoned = (
+            uuid not in records
+            and info.mtime is not None
+            and info.mtime.timestamp() < cutoff  # a write that started after we read the
+            and relative not in ever_added()  # records has files younger than that
+        )
+        if uuid in dead or abandoned:
+            # a dead write's file, or one no commit ever added although its write is done
+            # (no record): an attempt a retried task abandoned. Neither can ever be read.
             if not dry_run:
                 filesystem.delete_file(info.path)
             removed.append(relative)
@@ -245,3 +276,31 @@ def _key_of(asset: dg.AssetsDefinition | dg.AssetKey | str) -> dg.AssetKey:
     if isinstance(asset, dg.AssetsDefinition):
         return asset.key
     return asset if isinstance(asset, dg.AssetKey) else dg.AssetKey.from_user_string(asset)
+
+
+def _paths_ever_added(filesystem: pafs.FileSystem, root: str) -> set[str]:
+    """Every data file path an `add` action of the table's log names, in any version still in
+    the log (commits and checkpoints). A file added before the oldest version kept there was
+    removed more than the log's retention (30 days by default) ago, and vacuum's window is
+    shorter than that."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    paths: set[str] = set()
+    selector = pafs.FileSelector(f"{root}/_delta_log", allow_not_found=True)
+    for info in filesystem.get_file_info(selector):
+        if info.type != pafs.FileType.File:
+            continue
+        name = info.path.rsplit("/", 1)[-1]
+        if name.endswith(".json") and name[:20].isdigit():
+            with filesystem.open_input_stream(info.path) as stream:
+                for line in stream.read().decode().splitlines():
+                    action = json.loads(line) if line.strip() else {}
+                    if "add" in action:
+                        paths.add(unquote(action["add"]["path"]))
+        elif ".checkpoint" in name and name.endswith(".parquet"):
+            with filesystem.open_input_file(info.path) as handle:
+                adds = pq.read_table(handle, columns=["add"]).column("add").to_pylist()
+            paths.update(unquote(add["path"]) for add in adds if add)
+    return paths

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from ray_assets import DeltaIOManager, DeltaStore, RayResource, ray_asset
-from ray_assets.maintenance import maintain_table, table_maintenance_job
+from ray_assets.maintenance import maintain_table, reclaim_orphans, table_maintenance_job
 from ray_assets.storage import delta_commit
 from tests.conftest import failure_text
 from tests.lakes import DAILY, DAYS, daily, orders
@@ -172,3 +172,38 @@ def test_a_failed_first_write_is_reclaimed_though_no_table_exists(
     assert reclaim_orphans(store, lambda run: False)[0] == []  # a live write: kept
     removed, _, _ = reclaim_orphans(store, lambda run: run == "first")
     assert sorted(removed) == sorted(left) and not data_files(table)
+
+
+def test_files_a_retried_task_abandoned_go_once_old_while_replaced_files_stay(
+    ray_session, tmp_path
+) -> None:
+    """A file named after a committed write that no commit ever added (what a task killed
+    mid-write leaves when its retry writes other files) is reclaimed once older than the
+    window; a fresh one is kept (its write could have started after the records were read);
+    a file that a commit added and a later rewrite removed stays for vacuum and time travel."""
+    import os
+    import re
+    import shutil
+    import time
+
+    table = tmp_path / "orders"
+    store = DeltaStore(str(table))
+    store.write(orders(["2024-01-01"], 50), daily(["2024-01-01"]), write_id="first")
+    replaced = data_files(table)  # added at version 0, removed at version 1
+    store.write(orders(["2024-01-01"], 40), daily(["2024-01-01"]), write_id="rewrite")
+    live = data_files(table) - replaced
+    current = sorted(live)[0]
+    old_stray, new_stray = (
+        re.sub(r"-\d{5}-\d{5}\.parquet$", f"-00099-0000{n}.parquet", current) for n in (7, 8)
+    )
+    for stray in (old_stray, new_stray):
+        shutil.copyfile(table / current, table / stray)
+    two_hours_ago = time.time() - 7200
+    for path in (old_stray, *replaced):
+        os.utime(table / path, (two_hours_ago, two_hours_ago))
+
+    removed, _, running = reclaim_orphans(store, lambda _run: True)
+    assert removed == [old_stray] and running == 0
+    assert data_files(table) == replaced | live | {new_stray}
+    assert store.read(daily(["2024-01-01"]), version=0).count() == 50  # time travel intact
+    assert store.read(daily(["2024-01-01"])).count() == 40
