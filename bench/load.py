@@ -328,9 +328,11 @@ def load_soak_with_killer(args: argparse.Namespace) -> dict[str, Any]:
         removed, removed_bytes, _ = reclaim_orphans(
             store, lambda _write: True, abandoned_after=dt.timedelta(0)
         )
-        disk_files = {
-            str(p.relative_to(Path(folder) / "tables" / "orders"))
-            for p in (Path(folder) / "tables" / "orders").rglob("*.parquet")
+        table_dir = Path(folder) / "tables" / "orders"
+        disk_files = {  # data files: the log's checkpoints are Parquet too
+            str(p.relative_to(table_dir))
+            for p in table_dir.rglob("*.parquet")
+            if not str(p.relative_to(table_dir)).startswith("_")
         }
         log_files = {uri.split("/orders/", 1)[-1] for uri in store.open_table().file_uris()}
         on_disk, in_log = len(disk_files), len(log_files)
