@@ -10,10 +10,10 @@ So while a ray_assets write executes, an execution callback of Ray Data (registe
 default 10 s) to the step's Dagster log: per stage, its tasks done, and the rows and bytes it has
 produced with its rows per second (a write stage's outputs are reports, so it shows tasks only).
 When the write is done, the IO manager logs what the tasks reported: rows, bytes, rows per
-second and the table version. The callback learns which step's log
-to use from `progress_to`, which the IO manager enters around the write in the step's thread
-(Ray Data calls `before_execution_starts` in the thread that executes the dataset, then the other
-hooks from its own scheduling thread).
+second and the table version. The callback learns which step's log to use from `progress_to`,
+which the IO manager enters around the write in the step's thread (Ray Data calls
+`before_execution_starts` in the thread that executes the dataset, then the other hooks from
+its own scheduling thread).
 
 `quiet_ray_data` turns Ray Data's progress bars off and drops its two messages that mislead on a
 small cluster: "Progress bars disabled" and "The Ray cluster currently does not have any
@@ -59,8 +59,8 @@ def progress_to(log: Any, what: str) -> Iterator[None]:
 
 
 def human_bytes(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TiB"
