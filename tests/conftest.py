@@ -81,6 +81,19 @@ def file_digests(table_uri: str | Path) -> dict[str, str]:
     }
 
 
+def bare_ray_driver(address: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """A bare Ray driver for the cluster at `address`, failing after a few seconds when the GCS
+    refuses it (Ray's default waits 20 s)."""
+    code = "import ray, sys; ray.init(address=sys.argv[1]); print(ray.cluster_resources()['CPU'])"
+    return subprocess.run(
+        [sys.executable, "-c", code, address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "RAY_NUM_REDIS_GET_RETRIES": "2", **env},
+    )
+
+
 def dagster_cli(arguments: list[str], environment: dict[str, str]) -> subprocess.CompletedProcess:
     """The `dagster` command of this environment, run from the repository root."""
     return subprocess.run(

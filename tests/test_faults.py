@@ -21,7 +21,7 @@ from ray_assets import (
     ray_asset,
 )
 from ray_assets.maintenance import reclaim_orphans
-from tests.conftest import failure_text
+from tests.conftest import bare_ray_driver, failure_text
 from tests.lakes import daily
 
 
@@ -271,9 +271,6 @@ def test_f20_the_embedded_ray_listens_on_loopback_only_and_wants_its_token(ray_s
     """The session's Ray is the embedded one `RayResource` starts: none of its servers is
     reachable from another machine, and a driver without the token (or with a wrong one) is
     refused by the GCS."""
-    import os
-    import subprocess
-    import sys
 
     import psutil
 
@@ -286,16 +283,8 @@ def test_f20_the_embedded_ray_listens_on_loopback_only_and_wants_its_token(ray_s
     }
     assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
 
-    code = "import ray, sys; ray.init(address=sys.argv[1]); print(ray.cluster_resources()['CPU'])"
-
-    def driver(env: dict[str, str]) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-c", code, ray_session],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "RAY_NUM_REDIS_GET_RETRIES": "2", **env},
-        )
+    def driver(env: dict[str, str]):  # noqa: ANN202 - a subprocess.CompletedProcess
+        return bare_ray_driver(ray_session, env)
 
     for refused in (
         driver({"RAY_AUTH_MODE": "disabled"}),

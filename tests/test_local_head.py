@@ -26,6 +26,7 @@ import pytest
 
 from ray_assets import RayResource, local_head
 from ray_assets.local_head import HeadRecord, HeadSpec
+from tests.conftest import bare_ray_driver
 
 REPO = Path(__file__).parent.parent
 SMALL = HeadSpec(num_cpus=1, object_store_bytes=128 * 1024**2, idle_timeout_s=600)
@@ -277,15 +278,7 @@ def _timed_start(resource_config: dict) -> dict[str, float]:
 
 
 def _connect(record: HeadRecord, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """A bare Ray driver for the head, failing after a few seconds when the GCS refuses it."""
-    code = "import ray, sys; ray.init(address=sys.argv[1]); print(ray.cluster_resources()['CPU'])"
-    return subprocess.run(
-        [sys.executable, "-c", code, record.connect_address],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "RAY_NUM_REDIS_GET_RETRIES": "2", **env},  # Ray's default: 20 s
-    )
+    return bare_ray_driver(record.connect_address, env)
 
 
 def _command(head_dir: Path, command: str) -> subprocess.CompletedProcess:
