@@ -1,6 +1,7 @@
 """The reference code location: a daily orders ETL built on ray_assets.
 
-`dagster dev -w workspace.yaml` and `dagster asset materialize -m definitions ...` load `defs`.
+`dagster dev -w workspace.yaml`, `dg dev` and `dagster asset materialize -m definitions ...` load
+`defs`, which includes the components declared in YAML under `definitions/declared/`.
 The environment picks the resources (`RAY_ASSETS_ENV=local`, the default, or `cluster`; see
 `resources/`). Ray parallelises inside each step, so steps run in the run's own process
 (`in_process_executor`): a second process per step would only pay Ray's start-up again.
@@ -9,6 +10,7 @@ The environment picks the resources (`RAY_ASSETS_ENV=local`, the default, or `cl
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
 
@@ -19,11 +21,15 @@ from definitions.models import MODEL_ASSETS
 from ray_assets import run_failure_alerts
 from resources import resources_for
 
-defs = dg.Definitions(
-    assets=[*ASSETS, *MODEL_ASSETS, landing_folder, landed_orders],
-    sensors=[landing_sensor, follow_upstream, run_failure_alerts()],
-    jobs=JOBS,
-    schedules=SCHEDULES,
-    resources=resources_for(os.environ.get("RAY_ASSETS_ENV", "local")),
-    executor=dg.in_process_executor,
+defs = dg.Definitions.merge(
+    dg.Definitions(
+        assets=[*ASSETS, *MODEL_ASSETS, landing_folder, landed_orders],
+        sensors=[landing_sensor, follow_upstream, run_failure_alerts()],
+        jobs=JOBS,
+        schedules=SCHEDULES,
+        resources=resources_for(os.environ.get("RAY_ASSETS_ENV", "local")),
+        executor=dg.in_process_executor,
+    ),
+    # the project's defs folder, `[tool.dg.project] defs_module` in pyproject.toml
+    dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
 )

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ray_assets.aggregates import ROWS, aggregate_by
     from ray_assets.alerts import AlertSink, FailureAlert, run_failure_alerts
     from ray_assets.asset import ray_asset
+    from ray_assets.components import RayTableAsset
     from ray_assets.errors import (
         ActorPoolError,
         CheckFailedError,
@@ -59,6 +60,7 @@ _EXPORTS = {
     "ROWS": "ray_assets.aggregates",
     "aggregate_by": "ray_assets.aggregates",
     "ray_asset": "ray_assets.asset",
+    "RayTableAsset": "ray_assets.components",
     "CheckFailedError": "ray_assets.errors",
     "CommitError": "ray_assets.errors",
     "ConcurrentWriteError": "ray_assets.errors",
@@ -128,6 +130,7 @@ __all__ = [
     "PipelineFailedError",
     "RayAssetsError",
     "RayResource",
+    "RayTableAsset",
     "SchemaMismatchError",
     "StrayPartitionValuesError",
     "UnityCatalogError",

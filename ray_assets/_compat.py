@@ -28,6 +28,7 @@ __all__ = [
     "detected_gpus",
     "enable_token_auth_in_this_process",
     "loopback_only_local_ray",
+    "ray_dashboard_url",
     "resource_param_names",
 ]
 
@@ -141,3 +142,31 @@ def loopback_only_local_ray() -> Iterator[None]:
             os.environ.pop(_CLUSTER_MODE_VARIABLE, None)
         else:
             os.environ[_CLUSTER_MODE_VARIABLE] = before_variable
+
+
+def ray_dashboard_url() -> str | None:
+    """The dashboard of the Ray this process is connected to, as `http://host:port`, or None
+    (no Ray connected, or a Ray without a dashboard, as `ray[data]` alone runs).
+
+    Ray 2.60: `ray._private.worker.get_dashboard_url()` is what `ray.init()`'s context reports,
+    and it honours Ray's own `RAY_OVERRIDE_DASHBOARD_URL` (a dashboard behind a proxy). It is
+    read only when Ray is already imported and connected: metadata must not start Ray.
+    """
+    import os
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    override = os.environ.get("RAY_OVERRIDE_DASHBOARD_URL")
+    if override and "://" in override:
+        return override  # Ray strips the scheme, and an https proxy is not http
+    from ray._private.worker import get_dashboard_url
+
+    try:
+        url = get_dashboard_url()
+    except Exception:  # a driver that lost its cluster has no dashboard to link to
+        return None
+    if not url:
+        return None
+    return url if "://" in url else f"http://{url}"

@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
+from ray_assets._compat import ray_dashboard_url
 from ray_assets.storage.arrow_schema import arrow_type_from_name
 from ray_assets.storage.write_result import ColumnProfile, PartitionWriteStats, WriteResult
 
@@ -186,6 +187,9 @@ def materialization_metadata(
         metadata[COLUMN_LINEAGE_KEY] = lineage
     if not result.partitions and result.profile:
         metadata.update(profile_metadata(result.profile, result.rows_written))
+    dashboard = ray_dashboard_url()
+    if dashboard:
+        metadata["ray/dashboard"] = dg.MetadataValue.url(dashboard)
     if result.warnings:
         metadata["warnings"] = dg.MetadataValue.md(
             "\n".join(f"- {warning}" for warning in result.warnings)

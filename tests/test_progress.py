@@ -63,3 +63,34 @@ def test_a_running_write_logs_rows_bytes_and_rates_then_a_final_line(
     terminal = captured.out + captured.err
     for noise in ("Starting execution of Dataset", "Progress bars disabled", "available CPUs"):
         assert noise not in terminal, noise
+
+
+@ray_asset(partitions_def=days, partition_column="order_date")
+def small_orders(context: dg.AssetExecutionContext):
+    import ray.data
+
+    return ray.data.from_items([{"order_id": 1, "order_date": context.partition_key}])
+
+
+def materialization_metadata_of(result: dg.ExecuteInProcessResult) -> dict:
+    [event] = result.get_asset_materialization_events()
+    return event.materialization.metadata
+
+
+def test_the_ray_dashboard_is_linked_in_the_metadata_when_ray_has_one(
+    ray_session, tmp_path, monkeypatch
+) -> None:
+    """The test session's Ray has no dashboard (`ray[data]` alone cannot run one): no link.
+    A dashboard Ray reports, here through Ray's own override for a dashboard behind a proxy,
+    is linked from every materialization."""
+    resources = {
+        "ray": RayResource(address=ray_session),
+        "delta_io_manager": DeltaIOManager(root_uri=str(tmp_path)),
+    }
+    result = dg.materialize([small_orders], partition_key="2024-01-02", resources=resources)
+    assert "ray/dashboard" not in materialization_metadata_of(result)
+
+    monkeypatch.setenv("RAY_OVERRIDE_DASHBOARD_URL", "https://ray.example.com:8265")
+    result = dg.materialize([small_orders], partition_key="2024-01-03", resources=resources)
+    link = materialization_metadata_of(result)["ray/dashboard"]
+    assert link == dg.MetadataValue.url("https://ray.example.com:8265")
