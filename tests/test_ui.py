@@ -85,7 +85,8 @@ def ui(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)  # dagster dev stops its webserver and daemon
         try:
-            process.wait(timeout=60)
+            # it can wait a minute on a daemon thread; the instance is thrown away anyway
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
