@@ -97,8 +97,9 @@ def ui(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
 def page(ui: dict[str, Any]) -> Iterator[Any]:
     """A headless Chromium page on the webserver; Dagster's one-time community dialog, which
     can cover any page, is dismissed whenever it shows."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=30_000)  # a page's data arrives by GraphQL, slower under load
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
