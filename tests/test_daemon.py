@@ -9,13 +9,11 @@ only through files, Dagster's CLI and the instance, and waits by polling the ins
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,10 +23,10 @@ import dagster as dg
 import pytest
 
 from tests.conftest import dagster_cli, delta_log_rows, delta_version
+from tests.dagster_services import REPO, location_environment, start_service, stop_service
 from tests.local_servers import Webhook
 from tests.test_landing import drop
 
-REPO = Path(__file__).resolve().parents[1]
 ROWS_PER_DAY = 200
 
 
@@ -120,15 +118,8 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         f"working_directory: '{REPO}', location_name: backfill}}\n"
     )
     environment = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "RAY_ASSETS_ENV": "cluster",
-        "RAY_ADDRESS": ray_session,
-        "RAY_ASSETS_TABLE_ROOT": str(root / "tables"),
-        "RAY_ASSETS_LANDING_DIR": str(root / "landing"),
-        "RAY_ASSETS_ROWS_PER_DAY": str(ROWS_PER_DAY),
+        **location_environment(home, root, ray_session, ROWS_PER_DAY),
         "RAY_ASSETS_DAILY_CRON": "* * * * *",  # the schedule test needs a tick within a minute
-        "RAY_ASSETS_CRM_URL": f"sqlite:///{root}/crm.db",
         "RAY_ASSETS_ALERT_WEBHOOK_URL": webhook.url,  # the failure alerts of the location
     }
     from definitions.crm import Crm
@@ -142,14 +133,7 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     log = (root / "daemon.log").open("a")
 
     def start_daemon() -> subprocess.Popen:
-        return subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
-            cwd=REPO,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        return start_service(["dagster-daemon", "run", "-w", str(workspace)], environment, log)
 
     state: dict[str, Any] = {"process": start_daemon(), "start": start_daemon}
     try:
@@ -165,13 +149,7 @@ def daemon(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         )
         yield state
     finally:
-        process = state["process"]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_service(state["process"])
         log.close()
         webhook.close()
 

@@ -10,15 +10,8 @@ and the environment, and the credentials never show in what they print or store.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -26,10 +19,10 @@ import pytest
 import yaml
 
 from tests.conftest import delta_log_rows
+from tests.dagster_services import REPO, location_environment, running_service
 from tests.local_servers import free_port, wait_until_listening
 from tests.test_daemon import dagster, wait_for
 
-REPO = Path(__file__).resolve().parents[1]
 PRODUCTION_YAML = REPO / "resources" / "dagster.postgres.yaml"
 ROWS_PER_DAY = 150
 
@@ -41,29 +34,6 @@ def test_the_production_instance_differs_from_the_projects_only_in_storage() -> 
     development = yaml.safe_load((REPO / "dagster.yaml").read_text())
     assert set(production.pop("storage")) == {"postgres"}
     assert production == development
-
-
-@contextlib.contextmanager
-def dagster_process(command: list[str], environment: dict[str, str], log: IO[bytes]) -> Iterator:
-    """A Dagster service in its own process group, stopped (only that group) on exit."""
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / command[0]), *command[1:]],
-        cwd=REPO,
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def fresh_database(server_url: str, name: str) -> None:
@@ -113,23 +83,15 @@ def test_webserver_and_daemon_share_an_instance_in_postgresql(
     }
     for name, value in credentials.items():  # this process opens the instance too, at the end
         monkeypatch.setenv(name, value)
-    environment = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "RAY_ASSETS_ENV": "cluster",
-        "RAY_ADDRESS": ray_session,
-        "RAY_ASSETS_TABLE_ROOT": str(tmp_path / "tables"),
-        "RAY_ASSETS_CRM_URL": f"sqlite:///{tmp_path}/crm.db",
-        "RAY_ASSETS_ROWS_PER_DAY": str(ROWS_PER_DAY),
-    }
+    environment = location_environment(home, tmp_path, ray_session, ROWS_PER_DAY)
     workspace = ["-w", str(REPO / "workspace.yaml")]
     port = free_port()
     with (tmp_path / "services.log").open("w+b") as log:
         # the schedule state is in PostgreSQL too: started here, seen by the daemon
         dagster(["sensor", "start", "landing_sensor", *workspace], environment)
         with (
-            dagster_process(["dagster-daemon", "run", *workspace], environment, log),
-            dagster_process(
+            running_service(["dagster-daemon", "run", *workspace], environment, log),
+            running_service(
                 ["dagster-webserver", "-h", "127.0.0.1", "-p", str(port), *workspace],
                 environment,
                 log,

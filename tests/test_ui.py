@@ -13,27 +13,21 @@ is not used.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 
 from tests.conftest import delta_log_rows
+from tests.dagster_services import REPO, location_environment, start_service, stop_service
 from tests.local_servers import free_port, wait_until_listening
 from tests.test_daemon import wait_for
 
-REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "build" / "test-artifacts" / "ui"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ROWS_PER_DAY = 200
@@ -54,42 +48,24 @@ def ui(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     home = root / "home"
     home.mkdir()
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-    environment = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "RAY_ASSETS_ENV": "cluster",
-        "RAY_ADDRESS": ray_session,
-        "RAY_ASSETS_TABLE_ROOT": str(root / "tables"),
-        "RAY_ASSETS_LANDING_DIR": str(root / "landing"),
-        "RAY_ASSETS_ROWS_PER_DAY": str(ROWS_PER_DAY),
-        "RAY_ASSETS_CRM_URL": f"sqlite:///{root}/crm.db",
-    }
+    environment = location_environment(home, root, ray_session, ROWS_PER_DAY)
     with dg.DagsterInstance.from_config(str(home)):
         pass  # the instance's storage, created once before the webserver and daemon race for it
     port = free_port()
     log = (root / "dagster-dev.log").open("w+b")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)]
-        + ["-w", str(REPO / "workspace.yaml")],
-        cwd=REPO,
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    process = start_service(
+        ["dagster", "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")],
+        environment,
+        log,
     )
     try:
         wait_until_listening(port, process, log, "dagster dev")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         yield {"url": f"http://127.0.0.1:{port}", "home": home, "root": root, "log": log}
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)  # dagster dev stops its webserver and daemon
-        try:
-            # it can wait a minute on a daemon thread; the instance is thrown away anyway
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        # dagster dev stops its webserver and daemon, but can wait a minute on a daemon thread;
+        # the instance is thrown away anyway
+        stop_service(process, timeout_s=15)
         log.close()
 
 
