@@ -36,11 +36,15 @@ class ReadRequest:
     partition_slice: PartitionSlice
     conditions: Sequence[Condition]
 
+    @property
+    def io_manager(self) -> Any:
+        """The IO manager that stores the asset's table."""
+        return getattr(self.context.resources, self.io_manager_key)
+
     def storage_options(self) -> dict[str, str]:
         """The asset's IO manager's object-store options: tables elsewhere are read with the
         credentials its own tables are written with."""
-        io_manager = getattr(self.context.resources, self.io_manager_key)
-        return dict(getattr(io_manager, "storage_options", None) or {})
+        return dict(getattr(self.io_manager, "storage_options", None) or {})
 
 
 def filtered(dataset: ray.data.Dataset, conditions: Sequence[Condition]) -> ray.data.Dataset:
@@ -83,7 +87,7 @@ class DeltaSource(dg.Model):
     def read(self, request: ReadRequest) -> ray.data.Dataset:
         from ray_assets.storage.delta_store import DeltaStore
 
-        io_manager = getattr(request.context.resources, request.io_manager_key)
+        io_manager = request.io_manager
         store = (
             io_manager.external_store(self.uri)
             if hasattr(io_manager, "external_store")
