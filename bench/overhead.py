@@ -76,9 +76,10 @@ def run_plain_ray(
     from ray.data.aggregate import Count, Mean, Sum
     from ray.data.expressions import col
 
-    from definitions.assets import CUSTOMER_COLUMNS, _round_money, price_orders
+    from definitions.assets import CUSTOMER_COLUMNS
     from definitions.generator import make_customers, make_orders
     from definitions.sources import OrderSource
+    from definitions.transforms import price_orders, round_money
     from ray_assets import shuffle_partitions
 
     def write(dataset: ray.data.Dataset, name: str, by_day: bool = True) -> None:
@@ -141,7 +142,7 @@ def run_plain_ray(
             Count(alias_name="orders"),
             Mean("amount", alias_name="avg_order_value"),
         )
-        .map_batches(_round_money, batch_format="pyarrow"),
+        .map_batches(round_money, batch_format="pyarrow"),
         "daily_region_revenue",
     )
 

@@ -1,35 +1,31 @@
 """The reference code location: a daily orders ETL built on ray_assets.
 
 `dagster dev -w workspace.yaml`, `dg dev` and `dagster asset materialize -m definitions ...` load
-`defs`, which includes the components declared in YAML under `definitions/declared/`.
-The environment picks the resources (`RAY_ASSETS_ENV=local`, the default, or `cluster`; see
-`resources/`). Ray parallelises inside each step, so steps run in the run's own process
-(`in_process_executor`): a second process per step would only pay Ray's start-up again.
+`defs` (built in `definitions.location`).
+
+`defs` is built on first access, not when the package is imported. Ray workers import the
+modules that hold a pipeline's functions (`definitions.generator`, `definitions.transforms`) to
+run its tasks, and Python imports this package first: building the location here made every new
+worker import Dagster and every asset, about 1.3 s before its first task on a small machine,
+paid again by each run's workers. Dagster finds `defs` as before: its module scan asks
+`dir()` and `getattr`, which `__dir__` and `__getattr__` answer (PEP 562).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from typing import Any
 
-import dagster as dg
+_LAZY = ("defs",)
 
-from definitions.assets import ASSETS
-from definitions.automation import JOBS, SCHEDULES, follow_upstream
-from definitions.landing import landed_orders, landing_folder, landing_sensor
-from definitions.models import MODEL_ASSETS
-from ray_assets import run_failure_alerts
-from resources import resources_for
 
-defs = dg.Definitions.merge(
-    dg.Definitions(
-        assets=[*ASSETS, *MODEL_ASSETS, landing_folder, landed_orders],
-        sensors=[landing_sensor, follow_upstream, run_failure_alerts()],
-        jobs=JOBS,
-        schedules=SCHEDULES,
-        resources=resources_for(os.environ.get("RAY_ASSETS_ENV", "local")),
-        executor=dg.in_process_executor,
-    ),
-    # the project's defs folder, `[tool.dg.project] defs_module` in pyproject.toml
-    dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
-)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from definitions.location import defs
+
+        globals()["defs"] = defs  # built once: later lookups find it directly
+        return defs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

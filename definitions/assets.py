@@ -12,8 +12,6 @@ import functools
 import math
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 import ray.data
 from ray.data.expressions import col
@@ -22,6 +20,7 @@ from definitions import quality
 from definitions.crm import CRM_CUSTOMERS, Crm
 from definitions.generator import CUSTOMERS_SCHEMA, make_orders
 from definitions.sources import OrderSource
+from definitions.transforms import as_customer_types, price_orders, round_money
 from ray_assets import ROWS, aggregate_by, broadcast_join, ray_asset
 
 daily = dg.DailyPartitionsDefinition(start_date="2024-01-01")
@@ -37,16 +36,6 @@ materialized (a manual launch, the landing of a late export), the daemon's autom
 requests the same day downstream, in one run."""
 
 
-def price_orders(orders: pa.Table) -> pa.Table:
-    """Adds the signed order amount: returns count against revenue."""
-    gross = pc.round(
-        pc.multiply(pc.cast(orders["quantity"], pa.float64()), orders["unit_price"]), 2
-    )
-    returned = pc.equal(orders["status"], "returned")
-    amount = pc.if_else(returned, pc.negate(gross), gross)
-    return orders.append_column("amount", amount).append_column("is_return", returned)
-
-
 @ray_asset(
     description="Customer dimension, read from the CRM database: region and segment per customer.",
     group_name="sales",
@@ -56,11 +45,6 @@ def customers(crm: Crm, order_source: OrderSource) -> ray.data.Dataset:
     return crm.database.read(
         CRM_CUSTOMERS, columns=CUSTOMERS_SCHEMA.names, shard_column="customer_id"
     ).map_batches(as_customer_types, batch_format="pyarrow")
-
-
-def as_customer_types(table: pa.Table) -> pa.Table:
-    """The dimension's own types: SQLite, for one, hands dates back as text."""
-    return table.cast(CUSTOMERS_SCHEMA)
 
 
 @daily_asset(
@@ -145,18 +129,7 @@ def daily_region_revenue(orders_enriched: ray.data.Dataset) -> ray.data.Dataset:
             "avg_order_value": ("amount", "mean"),
         },
     )
-    return totals.map_batches(_round_money, batch_format="pyarrow")
-
-
-def _round_money(table: pa.Table) -> pa.Table:
-    for name in ("revenue", "avg_order_value"):
-        index = table.schema.get_field_index(name)
-        table = table.set_column(index, name, pc.round(table[name], 2))
-    return table.cast(
-        pa.schema(
-            [pa.field(f.name, pa.int64() if f.name == "orders" else f.type) for f in table.schema]
-        )
-    )
+    return totals.map_batches(round_money, batch_format="pyarrow")
 
 
 @daily_asset(

@@ -21,15 +21,12 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 import ray.data
 from pydantic import Field
 
 from definitions.assets import daily, daily_asset
+from definitions.transforms import EXPORT_COLUMN_TYPES, read_exports
 
-EXPORT_COLUMN_TYPES = {"order_id": pa.string(), "order_date": pa.string(), "amount": pa.float64()}
-"""What the order system exports; CSV would otherwise guess (a date, an integer amount)."""
 PARTITION_PREFIX = "order_date="
 SUFFIXES = (".parquet", ".csv")
 DEFAULT_LANDING_DIR = "landing"
@@ -109,19 +106,6 @@ def landed_orders(context: dg.AssetExecutionContext, landing: LandingFolder) -> 
     # importing fsspec in the same worker (ImportError: cannot import name 'HTTPFileSystem').
     paths = ray.data.from_items([{"path": str(f)} for f in files], override_num_blocks=len(files))
     return paths.map_batches(read_exports, batch_size=1, batch_format="pyarrow")
-
-
-def read_exports(batch: pa.Table) -> pa.Table:
-    """The rows of the export files named in `batch`, with the export's column types."""
-    tables = []
-    for path in batch.column("path").to_pylist():
-        if path.endswith(".csv"):
-            types = pa_csv.ConvertOptions(column_types=EXPORT_COLUMN_TYPES)
-            tables.append(pa_csv.read_csv(path, convert_options=types))
-        else:
-            tables.append(pq.read_table(path))
-    schema = pa.schema(EXPORT_COLUMN_TYPES)
-    return pa.concat_tables([t.select(schema.names).cast(schema) for t in tables])
 
 
 @dg.sensor(

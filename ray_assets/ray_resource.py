@@ -83,6 +83,13 @@ class RayResource(dg.ConfigurableResource):
         "pipeline does not wait about 3 s for them. Ray starts workers per process, so this "
         "pays off with the shared head and clusters too.",
     )
+    fast_exit: bool = Field(
+        default=True,
+        description="Let the process exit without Python's last full garbage collection "
+        "(`gc.freeze()` in an exit hook; see `ray_assets.process_exit`): about 0.5 s saved at "
+        "the end of every run process. Only objects that a reference cycle alone keeps alive at "
+        "exit lose their finalizers, which Python never guaranteed.",
+    )
     max_task_retries: int = Field(
         default=3,
         description="How often Ray retries a task or restarts an actor that crashed (worker or node "
@@ -181,6 +188,10 @@ class RayResource(dg.ConfigurableResource):
         return self
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.fast_exit:
+            from ray_assets.process_exit import skip_final_gc_at_exit
+
+            skip_final_gc_at_exit()
         self.ensure_started(context.log)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

@@ -135,9 +135,12 @@ def test_infinite_retries_are_refused() -> None:
 
 EMBEDDED = textwrap.dedent(
     """
+    import atexit, gc
     import dagster as dg, ray
     from ray_assets import RayResource
 
+    # registered first, so it runs last: after the hook RayResource registers (fast_exit)
+    atexit.register(lambda: print("FROZEN_AT_EXIT", gc.get_freeze_count() > 0, flush=True))
     inside = {}
 
     @dg.asset
@@ -165,6 +168,20 @@ def test_embedded_ray_is_started_for_the_run_and_shut_down_after(tmp_path) -> No
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "RESULT True True 1.0 False" in completed.stdout
     assert "Ray (embedded) is up" in completed.stderr
+    # the interpreter's last full collection is skipped: every live object frozen at exit
+    assert "FROZEN_AT_EXIT True" in completed.stdout
+
+
+@pytest.mark.parametrize("fast_exit", [True, False])
+def test_fast_exit_registers_its_exit_hook_only_when_on(
+    ray_session, monkeypatch, fast_exit
+) -> None:
+    from ray_assets import process_exit
+
+    calls = []
+    monkeypatch.setattr(process_exit, "skip_final_gc_at_exit", lambda: calls.append(True))
+    RayResource(fast_exit=fast_exit).setup_for_execution(dg.build_init_resource_context())
+    assert calls == ([True] if fast_exit else [])
 
 
 def test_loopback_addresses_are_passed_in_the_form_ray_keeps() -> None:
