@@ -12,17 +12,20 @@ import subprocess
 import sys
 import textwrap
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pytest
 
 from ray_assets import (
     ParquetIOManager,
     ParquetStore,
     PartitionSlice,
+    RayAssetsError,
     RayResource,
     SchemaMismatchError,
     StrayPartitionValuesError,
@@ -30,6 +33,7 @@ from ray_assets import (
     ray_asset,
 )
 from ray_assets.storage.filesystem import resolve_filesystem
+from ray_assets.storage.parquet_manifest import ManifestFile, ManifestLog, PartitionManifest
 from tests.conftest import failure_text
 from tests.lakes import DAILY, DAYS, Lake, daily, orders
 from tests.race_writers import ROWS_BY_WRITER, day_of, race
@@ -302,3 +306,115 @@ def test_parquet_io_manager_in_dagster(ray_session, lake) -> None:
     store = ParquetStore(lake.uri("parquet_daily_total"), storage_options=lake.storage_options)
     totals = store.read(PartitionSlice.unpartitioned("t")).take_all()
     assert totals == [{"order_date": DAYS[1], "total": 4.0 + 5 + 6 + 7}]  # that day's rows only
+
+
+# ---------------------------------------------------------------- manifests read whole
+def manifest(version: int, files: int) -> PartitionManifest:
+    """A manifest whose length grows with `files`: a read torn between two lengths is cut."""
+    return PartitionManifest(
+        partition_values={"order_date": "2024-01-01"},
+        version=version,
+        app_id=f"app-{version}",
+        write_id=f"write-{version}",
+        published_at=float(version),
+        files=[ManifestFile(path=f"f{version}-{i}.parquet", rows=i, bytes=i) for i in range(files)],
+    )
+
+
+class TornFirstReads(pafs.FileSystemHandler):
+    """A local filesystem whose first `torn` reads of a manifest return its first half: what
+    pyarrow's HEAD + ranged GET returns when a put replaces the object in between."""
+
+    def __init__(self, torn: int) -> None:
+        self.local = pafs.LocalFileSystem()
+        self.torn = torn
+        self.reads = 0
+
+    def open_input_stream(self, path):
+        data = self.local.open_input_stream(path).read()
+        if path.endswith(".json") and "/partitions/" in path:
+            self.reads += 1
+            if self.reads <= self.torn:
+                data = data[: len(data) // 2]
+        return pa.BufferReader(data)
+
+    # everything else as the local filesystem does it
+    def get_type_name(self):
+        return "torn-first-reads"
+
+    def normalize_path(self, path):
+        return self.local.normalize_path(path)
+
+    def get_file_info(self, paths):
+        return self.local.get_file_info(paths)
+
+    def get_file_info_selector(self, selector):
+        return self.local.get_file_info(selector)
+
+    def create_dir(self, path, recursive):
+        self.local.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path):
+        self.local.delete_dir(path)
+
+    def delete_dir_contents(self, path, missing_dir_ok=False):
+        self.local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self):
+        raise NotImplementedError
+
+    def delete_file(self, path):
+        self.local.delete_file(path)
+
+    def move(self, src, dest):
+        self.local.move(src, dest)
+
+    def copy_file(self, src, dest):
+        self.local.copy_file(src, dest)
+
+    def open_input_file(self, path):
+        return self.local.open_input_file(path)
+
+    def open_output_stream(self, path, metadata):
+        return self.local.open_output_stream(path)
+
+    def open_append_stream(self, path, metadata):
+        return self.local.open_append_stream(path)
+
+
+@pytest.mark.parametrize("torn", [1, 3])
+def test_a_torn_manifest_read_is_read_again_whole(tmp_path, torn) -> None:
+    root = str(tmp_path / "t")
+    ManifestLog(pafs.LocalFileSystem(), root).publish(("order_date",), manifest(2, 40))
+    handler = TornFirstReads(torn)
+
+    (read,) = ManifestLog(pafs.PyFileSystem(handler), root).read_all()
+
+    assert read == manifest(2, 40)
+    assert handler.reads == torn + 1
+
+
+def test_a_manifest_that_stays_torn_fails_naming_it(tmp_path) -> None:
+    root = str(tmp_path / "t")
+    ManifestLog(pafs.LocalFileSystem(), root).publish(("order_date",), manifest(2, 40))
+
+    with pytest.raises(RayAssetsError, match=r"manifest .*order_date%3D2024-01-01\.json"):
+        ManifestLog(pafs.PyFileSystem(TornFirstReads(torn=100)), root).read_all()
+
+
+def test_manifest_reads_racing_puts_on_s3_see_whole_versions(s3) -> None:
+    """Real S3 semantics (moto): a put replaces the object while readers read it."""
+    filesystem, root = resolve_filesystem(s3.uri("torn", "t"), s3.storage_options)
+    log = ManifestLog(filesystem, root)
+    versions = [manifest(v, files=5 + 30 * (v % 2)) for v in range(1, 41)]  # short, long, ...
+    log.publish(("order_date",), versions[0])
+    seen: list[PartitionManifest] = []
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        writer = pool.submit(lambda: [log.publish(("order_date",), m) for m in versions[1:]])
+        readers = [
+            pool.submit(lambda: [seen.extend(log.read_all()) for _ in range(60)]) for _ in range(2)
+        ]
+        for future in (writer, *readers):
+            future.result()
+    assert len(seen) == 120
+    assert all(read in versions for read in seen)  # whole versions only, never a cut one
