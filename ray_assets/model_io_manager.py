@@ -12,6 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from ray_assets.models import ModelArtifact
+from ray_assets.storage.documents import put_document, read_document
 
 
 class ModelArtifactIOManager(dg.ConfigurableIOManager):
@@ -34,15 +35,18 @@ class ModelArtifactIOManager(dg.ConfigurableIOManager):
                 f"{type(obj).__name__}"
             )
         filesystem, path = self._location(context.asset_key)
-        filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        with filesystem.open_output_stream(path) as stream:
-            stream.write(json.dumps(obj.__dict__).encode())
+        put_document(filesystem, path, json.dumps(obj.__dict__))
         context.add_output_metadata({**obj.metadata(), "artifact_document": path})
 
     def load_input(self, context: dg.InputContext) -> ModelArtifact:
         filesystem, path = self._location(context.asset_key)
-        with filesystem.open_input_stream(path) as stream:
-            return ModelArtifact(**json.loads(stream.read()))
+        text = read_document(filesystem, path)
+        if text is None:
+            raise FileNotFoundError(
+                f"Asset '{context.asset_key.to_user_string()}': no model artifact document at "
+                f"{path}; materialize it first."
+            )
+        return ModelArtifact(**json.loads(text))
 
     def _location(self, key: dg.AssetKey) -> tuple[Any, str]:
         from pyarrow import fs

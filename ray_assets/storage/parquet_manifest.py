@@ -12,7 +12,7 @@ A write puts its data files under fresh names beside the live ones and then publ
 partition by replacing its manifest in a single put (a rename on a local disk). A put of one
 object is atomic on every object store, so a reader that goes through the manifests sees a
 partition's old files or its new ones, never a mix (a manifest read that raced a put and came
-back torn is read again: `ManifestLog._read_text`); a killed write leaves the old manifest, so
+back torn is read again: `ray_assets.storage.documents`); a killed write leaves the old manifest, so
 the old partition stays live. Files no manifest names any more are left for `cleanup`, since a
 reader that read the old manifest a moment ago may still be reading them.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,7 @@ from urllib.parse import quote
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ray_assets.errors import RayAssetsError
+from ray_assets.storage.documents import put_document, read_document
 from ray_assets.storage.files_sink import partition_directory
 
 META_DIR = "_ray_assets"
@@ -42,8 +41,6 @@ _WHOLE_TABLE = "_table"
 """Manifest name of an unpartitioned table (no Hive directory name can be empty)."""
 _FORMAT = 1
 _READ_THREADS = 16
-_WHOLE_READ_ATTEMPTS = 6
-_WHOLE_READ_BACKOFF_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -180,44 +177,10 @@ class ManifestLog:
         return f"{self.root}/{_PARTITIONS_DIR}/{name}.json"
 
     def _read_text(self, path: str) -> str | None:
-        """The object's text, whole: re-read while it is not one complete JSON document.
-
-        pyarrow reads an object-store file with a HEAD for its size, then ranged GETs. A put
-        that replaces the object between the two hands back the first bytes of the new text at
-        the old length: a torn manifest (found by two writers racing on one table). A put is
-        atomic, so reading again gives one whole version; the torn text is never used.
-        """
-        error: Exception | None = None
-        for attempt in range(_WHOLE_READ_ATTEMPTS):
-            if attempt:
-                time.sleep(_WHOLE_READ_BACKOFF_S * 2 ** (attempt - 1))
-            try:
-                with self.filesystem.open_input_stream(path) as stream:
-                    text = stream.read().decode()
-                json.loads(text)
-                return text
-            except FileNotFoundError:
-                return None
-            except (ValueError, OSError) as failure:  # torn (JSON, UTF-8) or cut short (OSError)
-                error = failure
-        raise RayAssetsError(
-            f"Parquet table manifest {path} could not be read whole in "
-            f"{_WHOLE_READ_ATTEMPTS} attempts: {error}"
-        ) from error
+        return read_document(self.filesystem, path)
 
     def _put(self, path: str, text: str) -> None:
-        """Replace the object at `path` at once: readers see the old text or the new one."""
-        directory = path.rsplit("/", 1)[0]
-        if isinstance(self.filesystem, pafs.LocalFileSystem):
-            # a local file is written in place; a rename over it is what is atomic
-            self.filesystem.create_dir(directory, recursive=True)
-            temporary = f"{directory}/.{uuid.uuid4().hex}.tmp"
-            with self.filesystem.open_output_stream(temporary) as stream:
-                stream.write(text.encode())
-            self.filesystem.move(temporary, path)
-            return
-        with self.filesystem.open_output_stream(path) as stream:  # one PUT of the whole object
-            stream.write(text.encode())
+        put_document(self.filesystem, path, text)
 
 
 def replaced_files(
