@@ -74,6 +74,13 @@ SUPERVISOR_LOG = "supervisor.log"
 HEALTH_TIMEOUT_S = 2.0
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
+LAUNCH_ATTEMPTS = 3
+"""`ray start` is tried this often. Its ports are picked free, then bound by Ray's processes
+seconds later; a process of the machine can take one in between, and the Ray process that
+loses the port exits, and `ray start --block` with it (in CI a head exited 1 s after its GCS
+answered; holding the port of Ray Client's server reproduces it)."""
+SETTLE_S = 2.0
+"""How long a head that answers must stay up before it is recorded for clients."""
 _POLL_S = 0.1
 # grpc.health.v1.HealthCheckResponse{status: SERVING}, serialized
 _SERVING = b"\x08\x01"
@@ -271,7 +278,7 @@ def _start(head_dir: Path, spec: HeadSpec, start_timeout_s: float) -> HeadRecord
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    deadline = time.monotonic() + start_timeout_s + STOP_TIMEOUT_S
+    deadline = time.monotonic() + LAUNCH_ATTEMPTS * (start_timeout_s + SETTLE_S + STOP_TIMEOUT_S)
     while time.monotonic() < deadline:
         record = read_record(head_dir)
         if record is not None and record.supervisor_pid == supervisor.pid:
@@ -280,7 +287,11 @@ def _start(head_dir: Path, spec: HeadSpec, start_timeout_s: float) -> HeadRecord
             raise SharedHeadError(_start_failure(head_dir, f"exited with {supervisor.returncode}"))
         time.sleep(_POLL_S)
     supervisor.terminate()
-    raise SharedHeadError(_start_failure(head_dir, f"did not record a head in {start_timeout_s}s"))
+    raise SharedHeadError(
+        _start_failure(
+            head_dir, f"did not record a head in {LAUNCH_ATTEMPTS} attempts of {start_timeout_s}s"
+        )
+    )
 
 
 def _start_failure(head_dir: Path, what: str) -> str:
@@ -306,11 +317,22 @@ def serve(head_dir: Path, spec: HeadSpec, start_timeout_s: float) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop_requested.append(True))
     ensure_token()
-    head, gcs_address, dashboard_url = _launch_ray_head(head_dir, spec)
-    _log.info(f"Started `ray start` (pid {head.pid}) for {gcs_address}; waiting until it answers")
-    if not _wait_until_ready(head, head_dir, gcs_address, start_timeout_s, stop_requested):
+    for attempt in range(1, LAUNCH_ATTEMPTS + 1):
+        head, gcs_address, dashboard_url = _launch_ray_head(head_dir, spec, attempt == 1)
+        _log.info(
+            f"Started `ray start` (pid {head.pid}) for {gcs_address}; waiting until it answers"
+        )
+        if _wait_until_ready(
+            head, head_dir, gcs_address, start_timeout_s, stop_requested
+        ) and _stays_up(head, SETTLE_S, stop_requested):
+            break
         _stop_session(head)
-        return 1
+        if stop_requested or attempt == LAUNCH_ATTEMPTS:
+            return 1
+        _log.warning(
+            f"The head for {gcs_address} did not come up and stay up (attempt {attempt} of "
+            f"{LAUNCH_ATTEMPTS}, see {head_dir / HEAD_LOG}); starting it again on other ports"
+        )
     record = HeadRecord(
         gcs_address=gcs_address,
         supervisor_pid=os.getpid(),
@@ -329,7 +351,9 @@ def serve(head_dir: Path, spec: HeadSpec, start_timeout_s: float) -> int:
     return _watch(head, head_dir, spec.idle_timeout_s, stop_requested)
 
 
-def _launch_ray_head(head_dir: Path, spec: HeadSpec) -> tuple[subprocess.Popen, str, str | None]:
+def _launch_ray_head(
+    head_dir: Path, spec: HeadSpec, fresh_log: bool = True
+) -> tuple[subprocess.Popen, str, str | None]:
     gcs_port, client_server_port, agent_port, dashboard_port = _free_ports(4)
     temp_dir = ray_temp_dir(head_dir)
     # a dead head's address file: Ray writes it again once the new head is up
@@ -372,7 +396,8 @@ def _launch_ray_head(head_dir: Path, spec: HeadSpec) -> tuple[subprocess.Popen, 
         "RAY_USAGE_STATS_ENABLED": "0",
     }
     env.pop("RAY_ADDRESS", None)  # a head never joins another cluster
-    with open(head_dir / HEAD_LOG, "wb") as log:
+    # a retry appends: the failed attempt's reason stays readable
+    with open(head_dir / HEAD_LOG, "wb" if fresh_log else "ab") as log:
         head = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -400,6 +425,17 @@ def _wait_until_ready(
         time.sleep(_POLL_S)
     _log.error(f"The head did not answer within {timeout_s}s, or a stop was requested")
     return False
+
+
+def _stays_up(head: subprocess.Popen, seconds: float, stop_requested: list) -> bool:
+    """Whether the head is still running `seconds` after it first answered."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not stop_requested:
+        if head.poll() is not None:
+            _log.error(f"`ray start` exited with {head.returncode} just after it answered")
+            return False
+        time.sleep(_POLL_S)
+    return head.poll() is None and not stop_requested
 
 
 def _watch(

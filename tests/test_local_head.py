@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -158,6 +160,53 @@ def test_the_head_stops_by_itself_once_its_last_client_is_gone(head_dir: Path) -
 
     _wait_until(lambda: local_head.read_record(head_dir) is None, timeout_s=60)
     _wait_until(lambda: not _head_processes(head_dir) and not _supervisors(head_dir), 30)
+
+
+@pytest.mark.slow
+def test_a_head_that_loses_a_port_while_starting_is_started_again(
+    head_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ray start` binds the ports picked for it seconds later; a process that takes one in
+    between makes it exit. Here the first attempt's Ray Client port is taken by a listener."""
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind((local_head.LOOPBACK, 0))
+    taken.listen()
+    gcs, _, agent, dashboard = local_head._free_ports(4)
+    taken_port = taken.getsockname()[1]
+    picks = iter([[gcs, taken_port, agent, dashboard]])  # Ray Client's port
+    real_free_ports = local_head._free_ports
+    monkeypatch.setattr(
+        local_head, "_free_ports", lambda count: next(picks, None) or real_free_ports(count)
+    )
+    head_dir.mkdir(parents=True)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    records: list[logging.LogRecord] = []
+    catcher = logging.Handler()
+    catcher.emit = records.append
+    logger = logging.getLogger("ray_assets.local_head")
+    level = logger.level
+    logger.addHandler(catcher)
+    logger.setLevel(logging.INFO)
+    try:
+        # in this process: no clients, so the head stops after its 1 s idle timeout
+        code = local_head.serve(head_dir, replace(SMALL, idle_timeout_s=1), start_timeout_s=60)
+    finally:
+        taken.close()
+        logger.removeHandler(catcher)
+        logger.setLevel(level)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+    assert code == 0
+    messages = [record.getMessage() for record in records]
+    assert any("(attempt 1 of 3" in m and "starting it again on other ports" in m for m in messages)
+    assert sum(m.startswith("Ray head up at") for m in messages) == 1
+    # the head log keeps the failed attempt's reason before the second attempt's start
+    log = (head_dir / local_head.HEAD_LOG).read_text()
+    assert f"Failed to bind to address 127.0.0.1:{taken_port}" in log
+    assert "Ray runtime started" in log[log.index("Failed to bind") :]
+    assert local_head.read_record(head_dir) is None  # recorded, then removed when idle
+    assert not _head_processes(head_dir)
 
 
 @pytest.mark.slow
