@@ -40,13 +40,13 @@ class ModelArtifactIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> ModelArtifact:
         filesystem, path = self._location(context.asset_key)
-        text = read_document(filesystem, path)
-        if text is None:
+        record = read_document(filesystem, path)
+        if record is None:
             raise FileNotFoundError(
                 f"Asset '{context.asset_key.to_user_string()}': no model artifact document at "
                 f"{path}; materialize it first."
             )
-        return ModelArtifact(**json.loads(text))
+        return ModelArtifact(**record)
 
     def _location(self, key: dg.AssetKey) -> tuple[Any, str]:
         from pyarrow import fs

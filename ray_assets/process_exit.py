@@ -15,16 +15,10 @@ from __future__ import annotations
 
 import atexit
 import gc
-import threading
-
-_registered = False
-_lock = threading.Lock()
 
 
 def skip_final_gc_at_exit() -> None:
-    """Register the exit hook, once per process."""
-    global _registered
-    with _lock:
-        if not _registered:
-            atexit.register(gc.freeze)
-            _registered = True
+    """Register the exit hook, once per process however often it is asked for (registering
+    again first takes the earlier registration out)."""
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)

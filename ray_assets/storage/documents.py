@@ -6,7 +6,7 @@ place, so the document is written beside it and renamed over it. Reading is the 
 pyarrow reads an object-store file with a HEAD for its size and then ranged GETs, so a put
 between the two hands back the new text cut at the old length (two writers racing on one S3
 table found it). A torn read is not one complete JSON document, so it is read again; the
-torn text is never returned.
+torn text is never returned. The parse that tells whole from torn is the one callers use.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -37,17 +38,15 @@ def put_document(filesystem: pafs.FileSystem, path: str, text: str) -> None:
         stream.write(text.encode())
 
 
-def read_document(filesystem: pafs.FileSystem, path: str) -> str | None:
-    """The document's text, one whole version of it; None when there is none."""
+def read_document(filesystem: pafs.FileSystem, path: str) -> Any:
+    """The document's JSON value, from one whole version of it; None when there is none."""
     error: Exception | None = None
     for attempt in range(WHOLE_READ_ATTEMPTS):
         if attempt:
             time.sleep(_BACKOFF_S * 2 ** (attempt - 1))
         try:
             with filesystem.open_input_stream(path) as stream:
-                text = stream.read().decode()
-            json.loads(text)
-            return text
+                return json.loads(stream.read().decode())
         except FileNotFoundError:
             return None
         except (ValueError, OSError) as failure:  # torn (JSON, UTF-8) or cut short (OSError)

@@ -62,8 +62,8 @@ class TableMeta:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> TableMeta:
-        record = json.loads(text)
+    def from_record(cls, record: dict[str, Any]) -> TableMeta:
+        """The table meta of `table.json`'s parsed JSON."""
         schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(record["schema"])))
         return cls(schema=schema, partition_columns=tuple(record["partition_columns"]))
 
@@ -110,8 +110,9 @@ class PartitionManifest:
         return json.dumps(record)
 
     @classmethod
-    def from_json(cls, text: str) -> PartitionManifest:
-        record = json.loads(text)
+    def from_record(cls, record: dict[str, Any]) -> PartitionManifest:
+        """The manifest of a partition document's parsed JSON."""
+        record = dict(record)
         record.pop("format", None)
         record["files"] = [ManifestFile(**f) for f in record["files"]]
         record["replaced"] = [tuple(item) for item in record.get("replaced", [])]
@@ -134,8 +135,8 @@ class ManifestLog:
 
     # ------------------------------------------------------------------ table
     def read_table(self) -> TableMeta | None:
-        text = self._read_text(f"{self.root}/{_TABLE_FILE}")
-        return None if text is None else TableMeta.from_json(text)
+        record = self._read(f"{self.root}/{_TABLE_FILE}")
+        return None if record is None else TableMeta.from_record(record)
 
     def write_table(self, meta: TableMeta) -> None:
         self._put(f"{self.root}/{_TABLE_FILE}", meta.to_json())
@@ -149,10 +150,10 @@ class ManifestLog:
         wanted = list(values)
         paths = [self._manifest_path(manifest_name(columns, v)) for v in wanted]
         with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-            texts = list(pool.map(self._read_text, paths))
+            records = list(pool.map(self._read, paths))
         return {
-            v: None if text is None else PartitionManifest.from_json(text)
-            for v, text in zip(wanted, texts, strict=True)
+            v: None if record is None else PartitionManifest.from_record(record)
+            for v, record in zip(wanted, records, strict=True)
         }
 
     def read_all(self) -> list[PartitionManifest]:
@@ -164,8 +165,8 @@ class ManifestLog:
             if info.type == pafs.FileType.File and info.path.endswith(".json")
         ]
         with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
-            texts = list(pool.map(self._read_text, paths))
-        return [PartitionManifest.from_json(text) for text in texts if text is not None]
+            records = list(pool.map(self._read, paths))
+        return [PartitionManifest.from_record(r) for r in records if r is not None]
 
     def publish(self, columns: Sequence[str], manifest: PartitionManifest) -> None:
         """Make `manifest` the partition's, in one put."""
@@ -176,7 +177,7 @@ class ManifestLog:
     def _manifest_path(self, name: str) -> str:
         return f"{self.root}/{_PARTITIONS_DIR}/{name}.json"
 
-    def _read_text(self, path: str) -> str | None:
+    def _read(self, path: str) -> dict[str, Any] | None:
         return read_document(self.filesystem, path)
 
     def _put(self, path: str, text: str) -> None:
