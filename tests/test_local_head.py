@@ -28,6 +28,7 @@ import pytest
 
 from ray_assets import RayResource, local_head
 from ray_assets.local_head import HeadRecord, HeadSpec
+from ray_assets.worker_memory import WORKER_ALLOCATOR_ENV
 from tests.conftest import bare_ray_driver
 
 REPO = Path(__file__).parent.parent
@@ -49,6 +50,8 @@ DRIVER = textwrap.dedent(
         seen["cpus"] = ray.cluster_resources().get("CPU")
         seen["object_store_bytes"] = ray.cluster_resources().get("object_store_memory")
         seen["task_pid"] = ray.get(ray.remote(lambda: os.getpid()).remote())
+        seen["worker_allocator"] = ray.get(ray.remote(
+            lambda: {k: v for k, v in os.environ.items() if k.startswith("MIMALLOC_")}).remote())
 
     resource = RayResource(shared_head=True, head_dir=sys.argv[1], head_idle_timeout_s=300,
                            num_cpus=1, object_store_memory_bytes=128 * 1024**2)
@@ -120,6 +123,8 @@ def test_two_runs_started_at_once_share_one_head(head_dir: Path) -> None:
     assert logs.count("): started in") == 1 and logs.count("): found in") == 1
     # sized by the resource that started it
     assert results[0]["cpus"] == 1 and results[0]["object_store_bytes"] == 128 * 1024**2
+    # its workers run with the allocator settings of ray_assets.worker_memory
+    assert [r["worker_allocator"] for r in results] == [dict(WORKER_ALLOCATOR_ENV)] * 2
     assert record.idle_timeout_s == 300
     # each run disconnected and unregistered at teardown; the head stays up for the next run
     assert [r["after"] for r in results] == [False, False]

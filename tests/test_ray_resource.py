@@ -1,5 +1,6 @@
 """RayResource: one Ray per process, shut down only by its starter, and safe Ray Data settings."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -135,9 +136,11 @@ def test_infinite_retries_are_refused() -> None:
 
 EMBEDDED = textwrap.dedent(
     """
-    import atexit, gc
+    import atexit, gc, os
     import dagster as dg, ray
     from ray_assets import RayResource
+
+    os.environ["MIMALLOC_PURGE_DELAY"] = "777"  # the user's own choice: kept
 
     # registered first, so it runs last: after the hook RayResource registers (fast_exit)
     atexit.register(lambda: print("FROZEN_AT_EXIT", gc.get_freeze_count() > 0, flush=True))
@@ -147,10 +150,14 @@ EMBEDDED = textwrap.dedent(
     def probe(context: dg.AssetExecutionContext, ray_resource: RayResource) -> None:
         inside["up"] = ray.is_initialized()
         inside["cpus"] = ray.cluster_resources().get("CPU")
+        inside["worker_env"] = ray.get(ray.remote(
+            lambda: {k: v for k, v in os.environ.items() if k.startswith("MIMALLOC_")}).remote())
 
     result = dg.materialize([probe], resources={"ray_resource": RayResource(
         num_cpus=1, object_store_memory_bytes=100 * 1024**2)})
     print("RESULT", result.success, inside["up"], inside["cpus"], ray.is_initialized())
+    driver_env = {k: v for k, v in os.environ.items() if k.startswith("MIMALLOC_")}
+    print("ALLOCATOR", sorted(inside["worker_env"].items()), sorted(driver_env.items()))
     """
 )
 
@@ -167,6 +174,11 @@ def test_embedded_ray_is_started_for_the_run_and_shut_down_after(tmp_path) -> No
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "RESULT True True 1.0 False" in completed.stdout
+    # workers got the allocator settings, less the one the user had set; the driver's
+    # environment is as it was
+    worker = [("MIMALLOC_ALLOW_THP", "0"), ("MIMALLOC_PURGE_DELAY", "777")]
+    driver = [("MIMALLOC_PURGE_DELAY", "777")]
+    assert f"ALLOCATOR {worker} {driver}" in completed.stdout
     assert "Ray (embedded) is up" in completed.stderr
     # the interpreter's last full collection is skipped: every live object frozen at exit
     assert "FROZEN_AT_EXIT True" in completed.stdout
@@ -191,3 +203,25 @@ def test_loopback_addresses_are_passed_in_the_form_ray_keeps() -> None:
     assert connectable_address("localhost:6379") == "[::ffff:127.0.0.1]:6379"
     for kept in ("auto", "10.1.2.3:6379", "head.internal:6379", "[::ffff:127.0.0.1]:6379"):
         assert connectable_address(kept) == kept
+
+
+def test_allocator_settings_leave_what_the_environment_sets() -> None:
+    from ray_assets.worker_memory import WORKER_ALLOCATOR_ENV, allocator_env
+
+    assert allocator_env({}) == dict(WORKER_ALLOCATOR_ENV)
+    assert allocator_env({"MIMALLOC_ALLOW_THP": "1", "PATH": "/bin"}) == {
+        "MIMALLOC_PURGE_DELAY": WORKER_ALLOCATOR_ENV["MIMALLOC_PURGE_DELAY"]
+    }
+
+
+@pytest.mark.parametrize("tune", [True, False])
+def test_the_allocator_settings_reach_only_the_processes_started_within(monkeypatch, tune) -> None:
+    """What `ray.init` would see while it starts the raylet: the settings when the resource
+    tunes the allocator, nothing otherwise; the process's environment is restored after."""
+    for name in ("MIMALLOC_ALLOW_THP", "MIMALLOC_PURGE_DELAY"):
+        monkeypatch.delenv(name, raising=False)
+    with RayResource(tune_worker_allocator=tune)._allocator_env():
+        inside = {k: v for k, v in os.environ.items() if k.startswith("MIMALLOC_")}
+    after = {k: v for k, v in os.environ.items() if k.startswith("MIMALLOC_")}
+    assert inside == ({"MIMALLOC_ALLOW_THP": "0", "MIMALLOC_PURGE_DELAY": "10000"} if tune else {})
+    assert after == {}
