@@ -14,10 +14,10 @@ running it once cold and 4 times warm):
   and mimalloc had returned; with freed memory kept for 10 s, 100-10,000. Warm executions took
   1.47 s (median; 1.27-1.54 s) before and 1.40 s (1.35-1.52 s) after.
 
-Both are mimalloc options read from the environment when a process starts, so they apply to
-the processes Ray starts for an embedded Ray or the shared local head, and a value the
-environment already holds is kept. Workers of a cluster that ray_assets did not start keep the
-cluster's own environment; set these variables there to get the same.
+Both are mimalloc options, read from the environment when pyarrow's library loads in a
+process, so they apply to the processes Ray starts for an embedded Ray or the shared local
+head, and a value the environment already holds is kept. Workers of a cluster that ray_assets
+did not start keep the cluster's own environment; set these variables there to get the same.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def allocator_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 def allocator_env_for_started_processes() -> Iterator[None]:
     """Within it, processes started from this one (an embedded Ray's raylet, and through it
     every worker) get the allocator settings; this process's environment is restored on exit.
-    Its own allocator read its options when pyarrow started and does not change."""
+    mimalloc reads its options when pyarrow's library loads, so this process keeps the
+    allocator it has, unless it loads pyarrow for the first time within."""
     added = allocator_env()
     os.environ.update(added)
     try:
