@@ -33,8 +33,10 @@ from ray_assets.io_manager import TableIOManager
 from ray_assets.metadata import (
     SCHEMA_EVOLUTION_KEY,
     declared_column_schema,
-    materialization_metadata,
     partition_metadata,
+    shared_metadata,
+    summary_metadata,
+    summary_partition,
 )
 from ray_assets.partition_slice import PartitionColumn, _resolve_columns, empty_selection_message
 from ray_assets.storage.schema_evolution import SchemaEvolution, refuse_unknown_policy
@@ -342,8 +344,14 @@ def _store(
         raise
     for warning in result.warnings:
         context.log.warning(f"{asset_key.to_user_string()}: {warning}")
+    definition_metadata = context.assets_def.metadata_by_key.get(asset_key)
+    upstream = io_manager.upstream_columns(list(context.assets_def.keys_by_input_name.values()))
+    summary = summary_metadata(result, definition_metadata, upstream)
+    summary_key = summary_partition(partitions_def, keys)
     for key, stats in result.partitions.items():
         context.add_asset_metadata(partition_metadata(stats), partition_key=key)
+    if summary_key is not None:
+        context.add_asset_metadata(summary, partition_key=summary_key)
     verb = "committed" if result.committed else "was already committed by this run at"
     context.log.info(
         f"{asset_key.to_user_string()}: {result.rows_written} rows in {result.files_written} files "
@@ -357,10 +365,9 @@ def _store(
         evaluations, summaries = check_results(results, asset_key, per_partition=not single)
         yield from evaluations
         _log_warnings(context, results)
-    definition_metadata = context.assets_def.metadata_by_key.get(asset_key)
-    upstream = io_manager.upstream_columns(list(context.assets_def.keys_by_input_name.values()))
+    shared = shared_metadata(result, asset_key)
     yield dg.MaterializeResult(
-        metadata=materialization_metadata(result, asset_key, definition_metadata, upstream),
+        metadata=shared if summary_key is not None else {**shared, **summary},
         check_results=summaries or None,
     )
 

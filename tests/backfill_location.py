@@ -1,7 +1,7 @@
 """A second code location for the daemon tests: a multi-run backfill whose run dies halfway.
 
 `backfill_orders` and `backfill_totals` are daily `ray_asset`s with `BackfillPolicy.multi_run`,
-so a backfill of 40 days is 4 runs of 10 days, each materializing both assets. The first
+so a backfill of 100 days is 10 runs of 10 days, each materializing both assets. The first
 attempt of the run whose days hold `KILLED_DAY` kills its own process with SIGKILL as its second
 step starts: its `backfill_orders` days are committed, its `backfill_totals` days are not, and
 nothing of Dagster's cleanup runs, as when a machine loses the process. Its retry (the instance's

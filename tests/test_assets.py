@@ -67,6 +67,10 @@ def test_range_run_writes_its_partitions_in_one_version_with_metadata(
         )
         assert result.success
         assert len(instance.get_runs()) == 1
+        latest = instance.get_latest_materialization_event(dg.AssetKey("clean_orders"))
+        assert latest is not None and latest.asset_materialization is not None
+        assert latest.asset_materialization.partition == "2024-01-03"
+        assert "dagster/column_schema" in latest.asset_materialization.metadata
         assert instance.get_materialized_partitions(dg.AssetKey("orders")) == {
             "2024-01-01",
             "2024-01-02",
@@ -84,12 +88,17 @@ def test_range_run_writes_its_partitions_in_one_version_with_metadata(
         m.partition: m.metadata for m in result.asset_materializations_for_node("clean_orders")
     }
     assert set(events) == {"2024-01-01", "2024-01-02", "2024-01-03"}
-    metadata = events["2024-01-02"]
-    assert metadata["dagster/partition_row_count"].value == 36
+    # every partition's event says where its rows are and what they are
+    for day, metadata in events.items():
+        assert metadata["dagster/partition_row_count"].value == 36, day
+        assert metadata["dagster/table_name"].value == "clean_orders"
+        assert metadata["dagster/uri"].value == str(tmp_path / "clean_orders")
+        assert metadata["delta/table_version"].value == 0
+    # the run's summary rides on the range's last day only: the event the UI shows as latest
+    summary_keys = {"dagster/row_count", "dagster/column_schema", "rows_written"}
+    assert not summary_keys & (set(events["2024-01-01"]) | set(events["2024-01-02"]))
+    metadata = events["2024-01-03"]
     assert metadata["dagster/row_count"].value == 108
-    assert metadata["dagster/table_name"].value == "clean_orders"
-    assert metadata["dagster/uri"].value == str(tmp_path / "clean_orders")
-    assert metadata["delta/table_version"].value == 0
     assert metadata["rows_written"].value == 108
     assert metadata["files_written"].value >= 3 and metadata["bytes_written"].value > 0
     assert metadata["rows_per_second"].value > 0 and metadata["write_duration_s"].value > 0

@@ -4,7 +4,7 @@ import dagster as dg
 import pyarrow as pa
 
 from ray_assets import DeltaIOManager, RayResource, materialize_partition_range, ray_asset
-from ray_assets.metadata import docstring_columns
+from ray_assets.metadata import docstring_columns, summary_partition
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 
@@ -64,8 +64,9 @@ def test_descriptions_lineage_and_profile_reach_dagster(ray_session, tmp_path) -
         event.partition: event.metadata for event in result.asset_materializations_for_node("sales")
     }
     first = by_partition["2024-01-01"]
+    latest = by_partition["2024-01-02"]  # the range's last day carries the run's summary
     described = {
-        c.name: (c.type, c.description) for c in first["dagster/column_schema"].value.columns
+        c.name: (c.type, c.description) for c in latest["dagster/column_schema"].value.columns
     }
     assert described["amount"] == (
         "double",
@@ -78,7 +79,10 @@ def test_descriptions_lineage_and_profile_reach_dagster(ray_session, tmp_path) -
     assert second["profile/amount/null_fraction"].value == 0.0
     assert second["profile/amount/min"].value == 1.0 and second["profile/amount/max"].value == 4.0
 
-    usd = result.asset_materializations_for_node("sales_usd")[0].metadata
+    usd = {
+        event.partition: event.metadata
+        for event in result.asset_materializations_for_node("sales_usd")
+    }["2024-01-02"]
     lineage = usd["dagster/column_lineage"].value.deps_by_column
     assert {(d.asset_key, d.column_name) for d in lineage["amount_usd"]} == {
         (dg.AssetKey("sales"), "amount"),
@@ -90,3 +94,15 @@ def test_descriptions_lineage_and_profile_reach_dagster(ray_session, tmp_path) -
     ]
     columns = {c.name: c.description for c in usd["dagster/column_schema"].value.columns}
     assert columns["amount_usd"] == "amount × rate, in USD"
+
+
+def test_the_run_summary_rides_on_the_last_day_of_time_window_ranges_only() -> None:
+    days = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+    keys = days.get_partition_keys()[:3]
+    assert summary_partition(days, keys) == keys[-1]
+    # one key, no partitions: the one event carries everything
+    assert summary_partition(days, keys[:1]) is None
+    assert summary_partition(None, None) is None
+    # Dagster records these ranges' events in set order: every event carries the summary
+    regions = dg.StaticPartitionsDefinition(["eu", "us", "apac"])
+    assert summary_partition(regions, ["eu", "us", "apac"]) is None

@@ -415,19 +415,20 @@ def test_a_killed_run_is_marked_failed_and_retried_without_doubling(daemon) -> N
 @pytest.mark.slow
 @pytest.mark.heavy
 def test_a_multi_run_backfill_killed_halfway_resumes_without_doubling(daemon) -> None:
-    """40 days as 4 runs of 10 days (`BackfillPolicy.multi_run`), launched together and bounded
-    by the project's concurrency pool (4 steps at once). One run's process dies after its first
-    asset committed; the instance's run retry re-executes it from failure. Afterwards every day
-    is in both tables once, each run committed each table once, and Dagster's partition status
-    says every day is materialized."""
+    """100 days as 10 runs of 10 days (`BackfillPolicy.multi_run`), launched together and
+    bounded by the project's concurrency pool: 4 steps at once, and up to 8 runs at once (the
+    pool's run buffer lets 4 more start and wait for a slot). One run's process dies after its
+    first asset committed; the instance's run retry re-executes it from failure. Afterwards
+    every day is in both tables once, each run committed each table once, and Dagster's
+    partition status says every day is materialized."""
     from tests.backfill_location import KILLED_DAY, days, defs
     from tests.backfill_location import ROWS_PER_DAY as BACKFILL_ROWS_PER_DAY
 
-    backfilled = days.get_partition_keys()[:40]
+    backfilled = days.get_partition_keys()[:100]
     assets = [dg.AssetKey("backfill_orders"), dg.AssetKey("backfill_totals")]
     with instance_of(daemon) as instance:
         launch_backfill(
-            instance, "days40", defs, backfilled, ["backfill_orders", "backfill_totals"]
+            instance, "days100", defs, backfilled, ["backfill_orders", "backfill_totals"]
         )
         wait_for(
             lambda: all(
@@ -438,8 +439,8 @@ def test_a_multi_run_backfill_killed_halfway_resumes_without_doubling(daemon) ->
             daemon=daemon,
         )
         runs = wait_for(
-            lambda: finished_runs(instance, "dagster/backfill", "days40", count=5),
-            "the backfill's 4 runs and the retry",
+            lambda: finished_runs(instance, "dagster/backfill", "days100", count=11),
+            "the backfill's 10 runs and the retry",
             daemon=daemon,
         )
         killed = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
@@ -452,7 +453,7 @@ def test_a_multi_run_backfill_killed_halfway_resumes_without_doubling(daemon) ->
         )
         retries = [r for r in runs if r.tags.get("dagster/parent_run_id") == killed[0].run_id]
         assert [r.status for r in retries] == [dg.DagsterRunStatus.SUCCESS]
-        assert len(runs) == 5 and all(
+        assert len(runs) == 11 and all(
             r.status == dg.DagsterRunStatus.SUCCESS for r in runs if r not in killed
         )
         retried_steps = {
@@ -464,10 +465,14 @@ def test_a_multi_run_backfill_killed_halfway_resumes_without_doubling(daemon) ->
         assert retried_steps == {"backfill_totals"}  # from failure: the committed step is kept
         intervals = step_intervals(instance, [r.run_id for r in runs])
         assert 2 <= most_at_once(intervals) <= 4, intervals
+        records = instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in runs]))
+        run_intervals = [(r.start_time, r.end_time) for r in records]
+        assert all(start and end for start, end in run_intervals), run_intervals
+        assert 2 <= most_at_once(run_intervals) <= 8, run_intervals
     tables = daemon["root"] / "tables"
     for table in ("backfill_orders", "backfill_totals"):
         assert delta_log_rows(tables / table) == dict.fromkeys(backfilled, BACKFILL_ROWS_PER_DAY)
-        assert delta_version(tables / table) == 3  # 4 commits: one per run, none twice
+        assert delta_version(tables / table) == 9  # 10 commits: one per run, none twice
 
 
 @pytest.mark.heavy
@@ -480,7 +485,7 @@ def test_a_daemon_killed_during_a_backfill_resumes_it_without_doubling(daemon) -
     from tests.backfill_location import ROWS_PER_DAY as BACKFILL_ROWS_PER_DAY
     from tests.backfill_location import days, defs
 
-    backfilled = days.get_partition_keys()[60:80]  # far from the other test's killed day
+    backfilled = days.get_partition_keys()[120:140]  # after the other test's 100 days
     assets = ["backfill_orders", "backfill_totals"]
     tables = daemon["root"] / "tables"
     before = {

@@ -285,9 +285,9 @@ def test_parquet_io_manager_in_dagster(ray_session, lake) -> None:
     assert run.success, failure_text(run)
     materializations = run.asset_materializations_for_node("parquet_orders")
     assert {m.partition for m in materializations} == set(DAYS)
-    metadata = materializations[0].metadata
-    assert metadata["dagster/storage_kind"].value == "parquet"
-    assert metadata["dagster/row_count"].value == 12
+    assert {m.metadata["dagster/storage_kind"].value for m in materializations} == {"parquet"}
+    assert materializations[-1].partition == DAYS[-1]  # the range's last day carries the summary
+    assert materializations[-1].metadata["dagster/row_count"].value == 12
     assert {
         m.partition: m.metadata["dagster/partition_row_count"].value for m in materializations
     } == dict.fromkeys(DAYS, 4)
