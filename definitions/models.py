@@ -90,7 +90,7 @@ with warnings.catch_warnings():  # backfill_policy on dg.asset is beta in Dagste
         models = context.resources.model_io_manager.folder_uri()  # beside the artifact docs
         artifact = save_model(buffer.getvalue(), models, "return_risk", ".pt")
         context.add_output_metadata(
-            {**artifact.metadata(), "training_rows": rows.num_rows, "loss": float(loss)}
+            {**artifact.metadata(), "training_rows": rows.num_rows, "loss": loss.item()}
         )
         return artifact
 

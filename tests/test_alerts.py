@@ -115,6 +115,6 @@ def test_an_undeliverable_alert_fails_the_tick_without_the_webhook_token(
 def test_the_reference_location_alerts_by_default() -> None:
     from definitions import defs
 
-    sensor = defs.get_sensor_def("run_failure_alerts")
+    sensor = defs.resolve_sensor_def("run_failure_alerts")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert isinstance(defs.resources["alerts"], AlertSink)
