@@ -3,7 +3,8 @@ the reference `workspace.yaml`, driven by headless Chromium through Playwright.
 
 The test clicks what a data engineer clicks: the asset lineage, Materialize on one day of
 `raw_orders`, a backfill of a range of days over two assets, then the asset page's row count,
-columns, per-partition row counts and check results. What the UI shows is compared with the
+columns, per-partition row counts and check results, and "Re-execute > From failure" on a run
+that failed after its first asset committed. What the UI shows is compared with the
 tables on disk. Screenshots go to `build/test-artifacts/ui/` (git-ignored), and one of them is
 the README's picture.
 
@@ -23,7 +24,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from tests.conftest import delta_log_rows
+from tests.conftest import delta_log_rows, delta_version
 from tests.dagster_services import REPO, location_environment, start_service, stop_service
 from tests.local_servers import free_port, wait_until_listening
 from tests.test_daemon import wait_for
@@ -36,6 +37,9 @@ ROWS_PER_DAY = 200
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 ONE_DAY = str(TODAY - dt.timedelta(days=12))
 RANGE = [str(TODAY - dt.timedelta(days=d)) for d in (10, 9, 8)]
+BAD_DAY = str(TODAY - dt.timedelta(days=20))
+"""The day whose export is broken (`RAY_ASSETS_BAD_ROWS_DAY`): `clean_orders`' blocking checks
+refuse it, so a run of it fails after `raw_orders` committed."""
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,10 @@ def ui(ray_session: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     home = root / "home"
     home.mkdir()
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-    environment = location_environment(home, root, ray_session, ROWS_PER_DAY)
+    environment = {
+        **location_environment(home, root, ray_session, ROWS_PER_DAY),
+        "RAY_ASSETS_BAD_ROWS_DAY": BAD_DAY,
+    }
     with dg.DagsterInstance.from_config(str(home)):
         pass  # the instance's storage, created once before the webserver and daemon race for it
     port = free_port()
@@ -98,6 +105,15 @@ def finished_run(ui: dict[str, Any], run_id_prefix: str) -> dg.DagsterRun | None
     with dg.DagsterInstance.from_config(str(ui["home"])) as instance:
         runs = [r for r in instance.get_runs(limit=20) if r.run_id.startswith(run_id_prefix)]
     return runs[0] if runs and runs[0].is_finished else None
+
+
+def error_text(error: Any) -> str:
+    """An error's message with its causes' (Dagster wraps a step's exception in its own)."""
+    messages = []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    return "\n".join(messages)
 
 
 def launch_dialog_partitions(page: Any, selection: str) -> Any:
@@ -202,3 +218,63 @@ def test_a_range_backfill_launched_from_the_lineage_and_read_on_the_asset_page(u
     page.goto(f"{ui['url']}/locations/__repository__@definitions/asset-groups/sales/lineage")
     expect(page.get_by_text(f"{count} / {count} Passed")).to_be_visible()
     shot(page, "asset-lineage-after-backfill")
+
+
+@pytest.mark.slow
+def test_a_failed_run_re_executed_from_failure_in_the_ui_runs_only_its_failed_step(
+    ui, page
+) -> None:
+    """A run of `raw_orders` and `clean_orders` for the broken day fails at `clean_orders`'
+    blocking checks, after `raw_orders` committed the day. "Re-execute > From failure" on the
+    run's page launches a run of `clean_orders` alone: the committed day is not written again,
+    and `clean_orders`, refused again by the same checks, still holds nothing of that day."""
+    from playwright.sync_api import expect
+
+    selection = urllib.parse.quote("key:raw_orders or key:clean_orders")
+    page.goto(f"{ui['url']}/asset-groups~{selection}/")
+    page.get_by_role("button", name="Materialize all…").click()
+    dialog = launch_dialog_partitions(page, BAD_DAY)
+    expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
+    dialog.get_by_role("button", name="Launch 1 run").click()
+    toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
+    prefix = re.search(r"[0-9a-f]{8}", toast.inner_text()).group(0)
+    failed = wait_for(lambda: finished_run(ui, prefix), f"the run {prefix} of the broken day")
+    assert failed.status == dg.DagsterRunStatus.FAILURE
+    tables = ui["root"] / "tables"
+    assert delta_log_rows(tables / "raw_orders")[BAD_DAY] == ROWS_PER_DAY
+    raw_version = delta_version(tables / "raw_orders")
+
+    page.goto(f"{ui['url']}/runs/{failed.run_id}")
+    expect(page.get_by_text("Failure", exact=True).first).to_be_visible()
+    expect(page.get_by_text("Succeeded (1)")).to_be_visible()  # the run's steps have loaded
+    shot(page, "failed-run")
+    primary = page.get_by_role("button", name="Re-execute all (*)")
+    primary.locator("xpath=..").get_by_role("button").last.click()  # the menu beside it
+    shot(page, "re-execute-menu")
+    page.get_by_role("menuitem", name=re.compile("From failure")).click()
+
+    def child_run() -> dg.DagsterRun | None:
+        with dg.DagsterInstance.from_config(str(ui["home"])) as instance:
+            tag = {"dagster/parent_run_id": failed.run_id}
+            runs = instance.get_runs(filters=dg.RunsFilter(tags=tag))
+        return runs[0] if runs and runs[0].is_finished else None
+
+    child = wait_for(child_run, "the run re-executed from failure in the UI")
+    with dg.DagsterInstance.from_config(str(ui["home"])) as instance:
+        started = {
+            entry.step_key
+            for entry in instance.all_logs(child.run_id, of_type=dg.DagsterEventType.STEP_START)
+        }
+        failures = [
+            error_text(entry.dagster_event.step_failure_data.error)
+            for entry in instance.all_logs(child.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        ]
+    assert started == {"clean_orders"}  # the committed step is kept, not run again
+    # the same checks refuse the same rows, and say which day
+    assert child.status == dg.DagsterRunStatus.FAILURE
+    assert len(failures) == 1 and BAD_DAY in failures[0] and "unique" in failures[0], failures
+    assert delta_version(tables / "raw_orders") == raw_version
+    assert delta_log_rows(tables / "raw_orders")[BAD_DAY] == ROWS_PER_DAY
+    clean = tables / "clean_orders"  # no commit at all when this test runs alone
+    assert not list(clean.glob("_delta_log/*.json")) or BAD_DAY not in delta_log_rows(clean)
+    shot(page, "re-executed-from-failure")
