@@ -55,7 +55,11 @@ def delta_log_rows(table_uri: str | Path) -> dict[str, int]:
 
 def failure_text(result) -> str:  # noqa: ANN001 - a dagster.ExecuteInProcessResult
     """The whole chain of error messages of the run's (first) failed step."""
-    error = result.get_step_failure_events()[0].step_failure_data.error
+    return error_chain_text(result.get_step_failure_events()[0].step_failure_data.error)
+
+
+def error_chain_text(error) -> str:  # noqa: ANN001 - a dagster SerializableErrorInfo or None
+    """An error's message with its causes' (Dagster wraps a step's exception in its own)."""
     messages = []
     while error is not None:
         messages.append(error.message)

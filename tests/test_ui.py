@@ -24,7 +24,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from tests.conftest import delta_log_rows, delta_version
+from tests.conftest import delta_log_rows, delta_version, error_chain_text
 from tests.dagster_services import REPO, location_environment, start_service, stop_service
 from tests.local_servers import free_port, wait_until_listening
 from tests.test_daemon import wait_for
@@ -107,15 +107,6 @@ def finished_run(ui: dict[str, Any], run_id_prefix: str) -> dg.DagsterRun | None
     return runs[0] if runs and runs[0].is_finished else None
 
 
-def error_text(error: Any) -> str:
-    """An error's message with its causes' (Dagster wraps a step's exception in its own)."""
-    messages = []
-    while error is not None:
-        messages.append(error.message)
-        error = error.cause
-    return "\n".join(messages)
-
-
 def launch_dialog_partitions(page: Any, selection: str) -> Any:
     """Type a partition selection (`2024-01-02`, `[2024-01-02...2024-01-05]`) into the open
     launch dialog, as a user does; the dialog."""
@@ -124,6 +115,18 @@ def launch_dialog_partitions(page: Any, selection: str) -> Any:
     box.fill(selection)
     box.press("Enter")
     return dialog
+
+
+def launch_one_day(ui: dict[str, Any], page: Any, day: str) -> dg.DagsterRun:
+    """Pick `day` in the open launch dialog, launch its one run, and wait for the run to end."""
+    from playwright.sync_api import expect
+
+    dialog = launch_dialog_partitions(page, day)
+    expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
+    dialog.get_by_role("button", name="Launch 1 run").click()
+    toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
+    prefix = re.search(r"[0-9a-f]{8}", toast.inner_text()).group(0)
+    return wait_for(lambda: finished_run(ui, prefix), f"the run {prefix} launched from the UI")
 
 
 @pytest.mark.slow
@@ -144,12 +147,7 @@ def test_one_day_materialized_from_the_asset_page(ui, page) -> None:
 
     page.goto(f"{ui['url']}/assets/raw_orders")
     page.get_by_role("button", name="Materialize…").click()
-    dialog = launch_dialog_partitions(page, ONE_DAY)
-    expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
-    dialog.get_by_role("button", name="Launch 1 run").click()
-    toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
-    run_id = re.search(r"[0-9a-f]{8}", toast.inner_text()).group(0)
-    run = wait_for(lambda: finished_run(ui, run_id), f"the run {run_id} launched from the UI")
+    run = launch_one_day(ui, page, ONE_DAY)
     assert run.status == dg.DagsterRunStatus.SUCCESS
     assert run.tags["dagster/partition"] == ONE_DAY
 
@@ -233,12 +231,7 @@ def test_a_failed_run_re_executed_from_failure_in_the_ui_runs_only_its_failed_st
     selection = urllib.parse.quote("key:raw_orders or key:clean_orders")
     page.goto(f"{ui['url']}/asset-groups~{selection}/")
     page.get_by_role("button", name="Materialize all…").click()
-    dialog = launch_dialog_partitions(page, BAD_DAY)
-    expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
-    dialog.get_by_role("button", name="Launch 1 run").click()
-    toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
-    prefix = re.search(r"[0-9a-f]{8}", toast.inner_text()).group(0)
-    failed = wait_for(lambda: finished_run(ui, prefix), f"the run {prefix} of the broken day")
+    failed = launch_one_day(ui, page, BAD_DAY)
     assert failed.status == dg.DagsterRunStatus.FAILURE
     tables = ui["root"] / "tables"
     assert delta_log_rows(tables / "raw_orders")[BAD_DAY] == ROWS_PER_DAY
@@ -266,7 +259,7 @@ def test_a_failed_run_re_executed_from_failure_in_the_ui_runs_only_its_failed_st
             for entry in instance.all_logs(child.run_id, of_type=dg.DagsterEventType.STEP_START)
         }
         failures = [
-            error_text(entry.dagster_event.step_failure_data.error)
+            error_chain_text(entry.dagster_event.step_failure_data.error)
             for entry in instance.all_logs(child.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
         ]
     assert started == {"clean_orders"}  # the committed step is kept, not run again
